@@ -1,0 +1,93 @@
+"""dt-connector, web side: the Flask app that receives DT Data Connector pushes.
+
+``create_app()`` is the factory gunicorn calls (``connector:create_app()``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from flask import Flask, Response
+from redis import Redis
+from werkzeug.exceptions import HTTPException
+
+from connector.config import Settings
+from connector.enqueue import Enqueuer
+from connector.jwks import JwksKeyStore
+from connector.logs import configure as configure_logging
+from connector.redis_conn import connect
+from connector.rqjob import JobTemplate
+from connector.signature import VerificationPolicy
+
+__all__ = ["Receiver", "create_app"]
+
+log = logging.getLogger("connector")
+
+
+@dataclass(frozen=True)
+class Receiver:
+    """What the push view needs, built once per process and kept on ``app.extensions``."""
+
+    settings: Settings
+    policy: VerificationPolicy
+    redis: Redis
+    enqueuer: Enqueuer
+
+
+def build_policy(settings: Settings, *, key_store: JwksKeyStore | None = None) -> VerificationPolicy:
+    """The verification policy ``settings`` describe."""
+    es_key_for = None
+    es_issuer = ""
+    if settings.asymmetric:
+        store = key_store or JwksKeyStore(settings.oidc_discovery_url)
+        es_key_for, es_issuer = store, store.issuer
+    return VerificationPolicy(
+        secrets=tuple(s.encode("utf-8") for s in settings.signature_secrets),
+        es_key_for=es_key_for,
+        es_issuer=es_issuer,
+        org_id=settings.org_id,
+        leeway_s=settings.signature_leeway_s,
+        skip=settings.insecure_skip_verify,
+    )
+
+
+def create_app(settings: Settings | None = None, *, configure_logs: bool = True) -> Flask:
+    """Build the web app. ``settings=None`` reads them from the environment.
+
+    Raises:
+        ConfigError: the configuration is incomplete or invalid (the process must not start).
+    """
+    settings = settings or Settings.from_env()
+    if configure_logs:
+        configure_logging()
+    redis = connect(settings.redis_url, timeout_s=settings.redis_timeout_s, tls_verify=settings.redis_tls_verify)
+    enqueuer = Enqueuer(
+        redis,
+        queue_name=settings.queue_name,
+        destinations=settings.destinations,
+        dedupe_ttl_s=settings.dedupe_ttl_s,
+        template=JobTemplate.from_rq(queue_name=settings.queue_name, timeout_s=settings.job_timeout_s),
+    )
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.extensions["connector"] = Receiver(
+        settings=settings, policy=build_policy(settings), redis=redis, enqueuer=enqueuer
+    )
+
+    from connector.views import bp
+
+    app.register_blueprint(bp)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Response:
+        # JSON instead of Werkzeug's HTML pages (404, 405, ...), for API clients and DT.
+        body = '{"error":"%s"}' % (exc.name or "error").lower().replace(" ", "-")
+        return Response(body, exc.code or 500, mimetype="application/json")
+
+    if settings.insecure_skip_verify:
+        log.warning("SIGNATURE VERIFICATION IS OFF (DT_INSECURE_SKIP_VERIFY): anyone can push events")
+    elif settings.asymmetric and not settings.org_id:
+        log.warning("DT_ORG_ID is not set: pushes signed by DT for ANY organisation will be accepted")
+    log.info("receiver ready: verifying %s; destinations %s", settings.verification_summary, settings.destinations)
+    return app

@@ -1,0 +1,159 @@
+"""The ``dt-connector`` command.
+
+* ``dt-connector dev``: the whole stack in the foreground — Redis (``REDIS_URL`` or an
+  embedded server), the web app under gunicorn and a worker — until Ctrl-C.
+* ``dt-connector worker``: the worker process (Procfile ``worker:``).
+* ``dt-connector check-config``: validate the environment and print a secret-free summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+import requests
+
+from connector.config import Settings
+from connector.embedded_redis import EmbeddedRedis
+from connector.errors import ConfigError
+
+STATE_DIR = Path(".dt-connector")
+"""Per-checkout development state (embedded Redis data, generated dev secret); gitignored."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="dt-connector", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    dev = commands.add_parser("dev", help="run Redis, web and worker locally until Ctrl-C")
+    dev.add_argument("--port", type=int, default=int(os.environ.get("PORT", "5000")))
+    dev.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback only)")
+    dev.add_argument("--state-dir", type=Path, default=STATE_DIR)
+    worker = commands.add_parser("worker", help="run the RQ worker (Procfile worker:)")
+    worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    commands.add_parser("check-config", help="validate configuration from the environment")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "dev":
+            return run_dev(port=args.port, host=args.host, state_dir=args.state_dir)
+        if args.command == "worker":
+            from workers.worker import run_worker
+
+            run_worker(Settings.from_env(), burst=args.burst)
+            return 0
+        settings = Settings.from_env()
+        print(f"configuration OK: {settings!r}")
+        print(f"verifying: {settings.verification_summary}")
+        return 0
+    except ConfigError as exc:
+        print(f"dt-connector: configuration error: {exc}", file=sys.stderr)
+        return 2
+
+
+def run_dev(*, port: int, host: str, state_dir: Path) -> int:
+    """Run the local stack in the foreground; returns the exit status."""
+    env = dict(os.environ)
+    env["PYTHONUNBUFFERED"] = "1"
+    redis: EmbeddedRedis | None = None
+    if not env.get("REDIS_URL"):
+        redis = EmbeddedRedis(persist_dir=state_dir / "redis").start()
+        env["REDIS_URL"] = redis.url
+        print(f"dt-connector dev: embedded Redis on {redis.url} (data in {state_dir / 'redis'})")
+    if not (env.get("DT_SIGNATURE_SECRET") or env.get("DT_ORG_ID") or env.get("DT_ASYMMETRIC_SIGNATURE")):
+        secret_file = _dev_secret(state_dir)
+        env["DT_SIGNATURE_SECRET"] = secret_file.read_text().strip()
+        print(f"dt-connector dev: no DT_SIGNATURE_SECRET set; using the development secret in {secret_file}")
+    try:
+        Settings.from_env(env)  # fail here, with the variable's name, not in a child
+    except ConfigError:
+        if redis:
+            redis.stop()
+        raise
+
+    children: list[subprocess.Popen[bytes]] = []
+    stopping = False
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        children.append(
+            subprocess.Popen(
+                [
+                    sys.executable, "-m", "gunicorn",
+                    "-c", "python:connector.gunicorn_config",
+                    "--bind", f"{host}:{port}",
+                    "connector:create_app()",
+                ],
+                env=env,
+                start_new_session=True,
+            )
+        )
+        children.append(
+            subprocess.Popen([sys.executable, "-m", "connector.cli", "worker"], env=env, start_new_session=True)
+        )
+        if _wait_ready(f"http://127.0.0.1:{port}/readyz", children, lambda: stopping):
+            shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
+            print(f"dt-connector dev: ready. Push DT events to http://{shown}:{port}/dt/events", flush=True)
+            print("dt-connector dev: Ctrl-C stops everything.", flush=True)
+        while not stopping:
+            if any(child.poll() is not None for child in children):
+                print("dt-connector dev: a process exited; stopping the stack", file=sys.stderr)
+                return 1
+            time.sleep(0.2)
+        return 0
+    finally:
+        _stop_all(children)
+        if redis:
+            redis.stop()
+        print("dt-connector dev: stopped.", flush=True)
+
+
+def _dev_secret(state_dir: Path) -> Path:
+    """A generated development signature secret kept in ``state_dir`` (never printed)."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    path = state_dir / "dev-secret"
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(32) + "\n")
+    return path
+
+
+def _wait_ready(url: str, children: list[subprocess.Popen[bytes]], stopping: object) -> bool:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not stopping():  # type: ignore[operator]
+        if any(child.poll() is not None for child in children):
+            return False
+        try:
+            if requests.get(url, timeout=1).status_code == 200:
+                return True
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    return False
+
+
+def _stop_all(children: list[subprocess.Popen[bytes]]) -> None:
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 25
+    for child in children:
+        try:
+            child.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,180 @@
+"""Settings, read once from environment variables (Heroku config vars) and validated.
+
+``Settings.from_env()`` is the only place that reads the environment. Every problem
+raises ``ConfigError`` whose message names the variable, so a bad deploy fails at
+start (and in Heroku's release phase) instead of answering pushes wrongly.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from connector.errors import ConfigError
+
+DT_PRODUCTION_DISCOVERY_URL = (
+    "https://identity.disruptive-technologies.com/data-connector/.well-known/openid-configuration"
+)
+"""OpenID discovery document of DT's data-connector signing identity (production)."""
+
+DEFAULT_DEDUPE_TTL_S = 24 * 3600
+"""Seconds an accepted eventId is remembered. DT redelivers for up to 12 h."""
+
+DEFAULT_MAX_BODY_BYTES = 64 * 1024
+"""DT events are a few KB; anything much larger is not a DT push."""
+
+DEFAULT_SIGNATURE_LEEWAY_S = 60
+"""Clock skew tolerated on ``exp``/``nbf``/``iat`` of the signature tokens, in seconds."""
+
+DEFAULT_QUEUE = "dt-forward"
+"""RQ queue that carries one job per event per destination."""
+
+DEFAULT_JOB_TIMEOUT_S = 20
+"""RQ job timeout; below Heroku's 30 s SIGTERM-to-SIGKILL window."""
+
+DEFAULT_RETRY_AFTER_S = 10
+"""``Retry-After`` sent with 503 answers, in seconds."""
+
+DEFAULT_REDIS_TIMEOUT_S = 2.0
+"""Socket timeout towards Redis. DT gives up on a push after ~10 s."""
+
+KNOWN_DESTINATIONS = ("log",)
+"""Destinations the workers can deliver to (more arrive with the forwarding work)."""
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the web and worker processes need, validated.
+
+    Secrets are kept out of ``repr`` so a logged or printed ``Settings`` leaks nothing.
+    """
+
+    redis_url: str = field(repr=False)
+    signature_secrets: tuple[str, ...] = field(default=(), repr=False)
+    asymmetric: bool = False
+    oidc_discovery_url: str = DT_PRODUCTION_DISCOVERY_URL
+    org_id: str | None = None
+    insecure_skip_verify: bool = False
+    signature_leeway_s: int = DEFAULT_SIGNATURE_LEEWAY_S
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    dedupe_ttl_s: int = DEFAULT_DEDUPE_TTL_S
+    queue_name: str = DEFAULT_QUEUE
+    job_timeout_s: int = DEFAULT_JOB_TIMEOUT_S
+    retry_after_s: int = DEFAULT_RETRY_AFTER_S
+    redis_timeout_s: float = DEFAULT_REDIS_TIMEOUT_S
+    redis_tls_verify: bool = False
+    destinations: tuple[str, ...] = ("log",)
+
+    def __post_init__(self) -> None:
+        if not (self.signature_secrets or self.asymmetric or self.insecure_skip_verify):
+            raise ConfigError(
+                "no push verification configured: set DT_SIGNATURE_SECRET (the Data Connector's "
+                "signature secret) and/or DT_ASYMMETRIC_SIGNATURE=on (with DT_ORG_ID). "
+                "For a local experiment only, DT_INSECURE_SKIP_VERIFY=1 accepts unsigned pushes."
+            )
+        if any(not s for s in self.signature_secrets):
+            raise ConfigError("DT_SIGNATURE_SECRET contains an empty secret (check stray commas)")
+        unknown = [d for d in self.destinations if d not in KNOWN_DESTINATIONS]
+        if unknown or not self.destinations:
+            raise ConfigError(
+                f"CONNECTOR_DESTINATIONS: unknown destination(s) {unknown!r}; "
+                f"known: {', '.join(KNOWN_DESTINATIONS)}"
+            )
+
+    @property
+    def verification_summary(self) -> str:
+        """A secret-free description of what is verified, for the start-up log."""
+        parts = []
+        if self.signature_secrets:
+            parts.append(f"X-Dt-Signature HS256 ({len(self.signature_secrets)} secret(s))")
+        if self.asymmetric:
+            org = f"org {self.org_id}" if self.org_id else "ANY DT organisation (set DT_ORG_ID)"
+            parts.append(f"DT-Asymmetric-Signature ES256 for {org}")
+        if self.insecure_skip_verify:
+            parts.append("NOTHING: DT_INSECURE_SKIP_VERIFY is on, unsigned pushes are accepted")
+        return "; ".join(parts)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from ``environ`` (default ``os.environ``).
+
+        Raises:
+            ConfigError: naming the first variable that is missing or invalid.
+        """
+        env = os.environ if environ is None else environ
+        redis_url = env.get("REDIS_URL", "").strip()
+        if not redis_url:
+            raise ConfigError("REDIS_URL is not set (e.g. redis://localhost:6379/0 or Heroku's rediss://…)")
+        if not redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError("REDIS_URL must start with redis://, rediss:// or unix://")
+        secrets = tuple(s.strip() for s in env.get("DT_SIGNATURE_SECRET", "").split(","))
+        if secrets == ("",):
+            secrets = ()
+        org_id = env.get("DT_ORG_ID", "").strip() or None
+        asymmetric_default = "on" if org_id else "off"
+        destinations = tuple(
+            d.strip() for d in env.get("CONNECTOR_DESTINATIONS", "log").split(",") if d.strip()
+        )
+        return cls(
+            redis_url=redis_url,
+            signature_secrets=secrets,
+            asymmetric=_bool(env, "DT_ASYMMETRIC_SIGNATURE", asymmetric_default),
+            oidc_discovery_url=env.get("DT_OIDC_DISCOVERY_URL", DT_PRODUCTION_DISCOVERY_URL),
+            org_id=org_id,
+            insecure_skip_verify=_bool(env, "DT_INSECURE_SKIP_VERIFY", "0"),
+            signature_leeway_s=_int(env, "DT_SIGNATURE_LEEWAY_S", DEFAULT_SIGNATURE_LEEWAY_S, 0, 3600),
+            max_body_bytes=_int(env, "MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES, 1024, 16 * 1024 * 1024),
+            dedupe_ttl_s=_int(env, "DEDUPE_TTL_S", DEFAULT_DEDUPE_TTL_S, 60, 30 * 24 * 3600),
+            queue_name=_name(env, "CONNECTOR_QUEUE", DEFAULT_QUEUE),
+            job_timeout_s=_int(env, "JOB_TIMEOUT_S", DEFAULT_JOB_TIMEOUT_S, 1, 3600),
+            retry_after_s=_int(env, "RETRY_AFTER_S", DEFAULT_RETRY_AFTER_S, 1, 3600),
+            redis_timeout_s=_float(env, "REDIS_TIMEOUT_S", DEFAULT_REDIS_TIMEOUT_S, 0.05, 9.0),
+            redis_tls_verify=_bool(env, "REDIS_TLS_VERIFY", "0"),
+            destinations=destinations,
+        )
+
+
+def _bool(env: Mapping[str, str], key: str, default: str) -> bool:
+    raw = env.get(key, default).strip().lower()
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise ConfigError(f"{key} must be one of on/off, true/false, 1/0 (got {raw!r})")
+
+
+def _int(env: Mapping[str, str], key: str, default: int, low: int, high: int) -> int:
+    raw = env.get(key)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{key} must be an integer (got {raw!r})") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{key} must be between {low} and {high} (got {value})")
+    return value
+
+
+def _float(env: Mapping[str, str], key: str, default: float, low: float, high: float) -> float:
+    raw = env.get(key)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{key} must be a number (got {raw!r})") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{key} must be between {low} and {high} (got {value})")
+    return value
+
+
+def _name(env: Mapping[str, str], key: str, default: str) -> str:
+    value = env.get(key, default).strip()
+    if not value or not all(c.isalnum() or c in "-_" for c in value):
+        raise ConfigError(f"{key} must be letters, digits, '-' or '_' (got {value!r})")
+    return value

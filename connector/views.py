@@ -1,0 +1,122 @@
+"""HTTP endpoints: ``POST /dt/events``, ``GET /healthz``, ``GET /readyz``.
+
+The push view is deliberately thin: raw bytes → verify → parse → dedupe+enqueue → 200.
+Every outcome, accepted or not, writes exactly one log line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from flask import Blueprint, Response, current_app, request
+from redis.exceptions import RedisError
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from connector.errors import PushTooLarge, QueueUnavailable, RejectedPush
+from connector.events import Push, parse_push
+from connector.logs import ACCESS_LOGGER, push_line
+from connector.signature import ES_HEADER, HS_HEADER, verify_push
+
+if TYPE_CHECKING:
+    from connector import Receiver
+
+bp = Blueprint("connector", __name__)
+log = logging.getLogger(ACCESS_LOGGER)
+
+_JSON = "application/json"
+_ACCEPTED = b'{"status":"accepted"}'
+_DUPLICATE = b'{"status":"duplicate"}'
+
+
+@bp.post("/dt/events")
+def receive_push() -> Response:
+    """Acknowledge a DT push with 200 only once it is durably queued (or already was)."""
+    started = time.perf_counter()
+    receiver: Receiver = current_app.extensions["connector"]
+    push: Push | None = None
+    try:
+        length = request.content_length
+        if length is not None and length > receiver.settings.max_body_bytes:
+            raise PushTooLarge("too-large", f"body over {receiver.settings.max_body_bytes} bytes")
+        try:
+            body = request.get_data(cache=False)
+        except RequestEntityTooLarge:
+            raise PushTooLarge("too-large", f"body over {receiver.settings.max_body_bytes} bytes") from None
+        headers = request.headers  # case-insensitive lookups
+        now = time.time()
+        verify_push(
+            body,
+            hs_token=headers.get(HS_HEADER),
+            es_token=headers.get(ES_HEADER),
+            policy=receiver.policy,
+            now=now,
+        )
+        push = parse_push(body)
+        queued = receiver.enqueuer.enqueue(push.event_id, body, received_at=now)
+    except RejectedPush as exc:
+        return _reject(exc, started, push, receiver.settings.retry_after_s)
+    ms = (time.perf_counter() - started) * 1000
+    outcome = "accepted" if queued else "duplicate"
+    log.info(
+        push_line(
+            status=200,
+            outcome=outcome,
+            ms=ms,
+            event_id=push.event_id,
+            event_type=push.event_type,
+            device=push.device_id,
+        )
+    )
+    return Response(_ACCEPTED if queued else _DUPLICATE, 200, mimetype=_JSON)
+
+
+def _reject(exc: RejectedPush, started: float, push: Push | None, retry_after_s: int) -> Response:
+    ms = (time.perf_counter() - started) * 1000
+    level = logging.ERROR if isinstance(exc, QueueUnavailable) else logging.WARNING
+    if push is None:
+        line = push_line(status=exc.status_code, outcome="rejected", ms=ms, reason=exc.reason)
+    else:
+        line = push_line(
+            status=exc.status_code,
+            outcome="rejected",
+            ms=ms,
+            reason=exc.reason,
+            event_id=push.event_id,
+            event_type=push.event_type,
+            device=push.device_id,
+        )
+    log.log(level, line)
+    response = Response(
+        json.dumps({"error": exc.reason, "detail": exc.detail}),
+        exc.status_code,
+        mimetype=_JSON,
+    )
+    if isinstance(exc, QueueUnavailable):
+        response.headers["Retry-After"] = str(retry_after_s)
+    if exc.status_code == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="dt-data-connector"'
+    return response
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    """The process is alive (no dependencies checked)."""
+    return Response(b'{"status":"ok"}', 200, mimetype=_JSON)
+
+
+@bp.get("/readyz")
+def readyz() -> Response:
+    """Ready to accept pushes: Redis answers. 503 otherwise, so load balancers back off."""
+    receiver: Receiver = current_app.extensions["connector"]
+    try:
+        receiver.redis.ping()
+    except RedisError as exc:
+        response = Response(
+            b'{"status":"unavailable","redis":"%s"}' % type(exc).__name__.encode(), 503, mimetype=_JSON
+        )
+        response.headers["Retry-After"] = str(receiver.settings.retry_after_s)
+        return response
+    return Response(b'{"status":"ready","redis":"ok"}', 200, mimetype=_JSON)

@@ -1,0 +1,3 @@
+"""Gunicorn configuration used by the Procfile; the settings live in the package."""
+
+from connector.gunicorn_config import *  # noqa: F403
