@@ -70,7 +70,9 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         template=JobTemplate.from_rq(queue_name=settings.queue_name, timeout_s=settings.job_timeout_s),
     )
     app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    # One byte over the limit: Werkzeug silently truncates a chunked body at this length,
+    # so the view reads limit + 1 bytes and can tell "exactly at the limit" from "over it".
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
     app.extensions["connector"] = Receiver(
         settings=settings, policy=build_policy(settings), redis=redis, enqueuer=enqueuer
     )

@@ -38,13 +38,16 @@ def receive_push() -> Response:
     receiver: Receiver = current_app.extensions["connector"]
     push: Push | None = None
     try:
+        limit = receiver.settings.max_body_bytes
         length = request.content_length
-        if length is not None and length > receiver.settings.max_body_bytes:
-            raise PushTooLarge("too-large", f"body over {receiver.settings.max_body_bytes} bytes")
+        if length is not None and length > limit:
+            raise PushTooLarge("too-large", f"body over {limit} bytes")
         try:
             body = request.get_data(cache=False)
         except RequestEntityTooLarge:
-            raise PushTooLarge("too-large", f"body over {receiver.settings.max_body_bytes} bytes") from None
+            raise PushTooLarge("too-large", f"body over {limit} bytes") from None
+        if len(body) > limit:  # chunked upload without Content-Length
+            raise PushTooLarge("too-large", f"body over {limit} bytes")
         headers = request.headers  # case-insensitive lookups
         now = time.time()
         verify_push(

