@@ -84,7 +84,8 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
         # JSON instead of Werkzeug's HTML pages (404, 405, ...), for API clients and DT.
-        body = '{"error":"%s"}' % (exc.name or "error").lower().replace(" ", "-")
+        slug = (exc.name or "error").lower().replace(" ", "-")
+        body = f'{{"error":"{slug}"}}'
         return Response(body, exc.code or 500, mimetype="application/json")
 
     if settings.insecure_skip_verify:

@@ -89,9 +89,13 @@ def run_dev(*, port: int, host: str, state_dir: Path) -> int:
         children.append(
             subprocess.Popen(
                 [
-                    sys.executable, "-m", "gunicorn",
-                    "-c", "python:connector.gunicorn_config",
-                    "--bind", f"{host}:{port}",
+                    sys.executable,
+                    "-m",
+                    "gunicorn",
+                    "-c",
+                    "python:connector.gunicorn_config",
+                    "--bind",
+                    f"{host}:{port}",
                     "connector:create_app()",
                 ],
                 env=env,

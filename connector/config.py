@@ -81,8 +81,7 @@ class Settings:
         unknown = [d for d in self.destinations if d not in KNOWN_DESTINATIONS]
         if unknown or not self.destinations:
             raise ConfigError(
-                f"CONNECTOR_DESTINATIONS: unknown destination(s) {unknown!r}; "
-                f"known: {', '.join(KNOWN_DESTINATIONS)}"
+                f"CONNECTOR_DESTINATIONS: unknown destination(s) {unknown!r}; known: {', '.join(KNOWN_DESTINATIONS)}"
             )
 
     @property
@@ -116,9 +115,7 @@ class Settings:
             secrets = ()
         org_id = env.get("DT_ORG_ID", "").strip() or None
         asymmetric_default = "on" if org_id else "off"
-        destinations = tuple(
-            d.strip() for d in env.get("CONNECTOR_DESTINATIONS", "log").split(",") if d.strip()
-        )
+        destinations = tuple(d.strip() for d in env.get("CONNECTOR_DESTINATIONS", "log").split(",") if d.strip())
         return cls(
             redis_url=redis_url,
             signature_secrets=secrets,

@@ -12,9 +12,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 
-def connect(
-    url: str, *, timeout_s: float | None, tls_verify: bool = False, connect_timeout_s: float = 5.0
-) -> Redis:
+def connect(url: str, *, timeout_s: float | None, tls_verify: bool = False, connect_timeout_s: float = 5.0) -> Redis:
     """A pooled client for ``url`` with one quick retry.
 
     ``timeout_s`` bounds every command (None for RQ workers, whose dequeue blocks).
@@ -31,4 +29,4 @@ def connect(
     if url.startswith("rediss://") and not tls_verify:
         options["ssl_cert_reqs"] = "none"
         options["ssl_check_hostname"] = False
-    return Redis.from_url(url, **options)  # type: ignore[arg-type]
+    return Redis.from_url(url, **options)

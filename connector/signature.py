@@ -120,9 +120,7 @@ def verify_push(
         raise BadSignature("signature-missing", f"expected header {' or '.join(wanted)}")
 
 
-def verify_hs256(
-    body: bytes, token: str, *, secrets: Sequence[bytes], now: float, leeway_s: float
-) -> dict[str, Any]:
+def verify_hs256(body: bytes, token: str, *, secrets: Sequence[bytes], now: float, leeway_s: float) -> dict[str, Any]:
     """Verify an ``X-Dt-Signature`` token against ``body``; return its claims.
 
     The algorithm is pinned to HS256 whatever the token header says.
@@ -133,9 +131,7 @@ def verify_hs256(
     header, claims, signing_input, signature = _split(token)
     if header.get("alg") != "HS256":
         raise BadSignature("alg-not-allowed", f"X-Dt-Signature must be HS256, not {header.get('alg')!r}")
-    if not any(
-        hmac.compare_digest(hmac.digest(secret, signing_input, "sha256"), signature) for secret in secrets
-    ):
+    if not any(hmac.compare_digest(hmac.digest(secret, signing_input, "sha256"), signature) for secret in secrets):
         raise BadSignature("signature-invalid", "X-Dt-Signature does not verify with the configured secret(s)")
     _check_times(claims, now=now, leeway_s=leeway_s)
     if "checksum_sha256" in claims:
@@ -166,9 +162,7 @@ def verify_es256(
     """
     header, claims, signing_input, signature = _split(token)
     if header.get("alg") != "ES256":
-        raise BadSignature(
-            "alg-not-allowed", f"DT-Asymmetric-Signature must be ES256, not {header.get('alg')!r}"
-        )
+        raise BadSignature("alg-not-allowed", f"DT-Asymmetric-Signature must be ES256, not {header.get('alg')!r}")
     kid = header.get("kid")
     if not isinstance(kid, str) or not kid:
         raise BadSignature("key-unknown", "DT-Asymmetric-Signature has no kid")
@@ -213,9 +207,7 @@ def _split(token: str) -> tuple[dict[str, Any], dict[str, Any], bytes, bytes]:
 def _b64decode(segment: str) -> bytes:
     if len(segment) % 4 == 1:
         raise ValueError("impossible base64url length")
-    return binascii.a2b_base64(
-        segment.translate(_URLSAFE_TO_STD) + "=" * (-len(segment) % 4), strict_mode=True
-    )
+    return binascii.a2b_base64(segment.translate(_URLSAFE_TO_STD) + "=" * (-len(segment) % 4), strict_mode=True)
 
 
 _URLSAFE_TO_STD = str.maketrans("-_", "+/")

@@ -117,9 +117,7 @@ def readyz() -> Response:
     try:
         receiver.redis.ping()
     except RedisError as exc:
-        response = Response(
-            b'{"status":"unavailable","redis":"%s"}' % type(exc).__name__.encode(), 503, mimetype=_JSON
-        )
+        response = Response(b'{"status":"unavailable","redis":"%s"}' % type(exc).__name__.encode(), 503, mimetype=_JSON)
         response.headers["Retry-After"] = str(receiver.settings.retry_after_s)
         return response
     return Response(b'{"status":"ready","redis":"ok"}', 200, mimetype=_JSON)

@@ -1,0 +1,68 @@
+"""Reference apps the ingress benchmark compares the receiver with (gunicorn factories).
+
+* ``create_bare_app()`` — ``POST /dt/events`` reads the body and answers 200: the cost of
+  gunicorn + Flask + HTTP alone, the ceiling no receiver can beat.
+* ``create_durable_min_app()`` — reads the body and stores it with one Redis ``SET``
+  under a key unique to the request: the least any receiver that acknowledges only
+  after a durable write must do (one round trip to Redis).
+
+Both answer with the receiver's 200 body and offer ``GET /healthz`` for the start-up
+probe. They are served with the project's gunicorn settings, exactly like the receiver::
+
+    gunicorn -c python:connector.gunicorn_config --bind 127.0.0.1:8000 'bench.apps:create_bare_app()'
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+
+from flask import Flask, Response, request
+
+from connector.config import DEFAULT_REDIS_TIMEOUT_S
+from connector.redis_conn import connect
+
+_JSON = "application/json"
+_ACCEPTED = b'{"status":"accepted"}'
+_OK = b'{"status":"ok"}'
+
+
+def create_bare_app() -> Flask:
+    """``POST /dt/events`` → read the body, 200."""
+    app = Flask("bench.bare")
+
+    @app.post("/dt/events")
+    def receive() -> Response:
+        request.get_data(cache=False)
+        return Response(_ACCEPTED, 200, mimetype=_JSON)
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return Response(_OK, 200, mimetype=_JSON)
+
+    return app
+
+
+def create_durable_min_app(redis_url: str | None = None) -> Flask:
+    """``POST /dt/events`` → read the body, ``SET bench:<pid>:<n> <body>``, 200.
+
+    Uses the receiver's Redis client settings (``connector.redis_conn.connect``) so the
+    two differ only in what they do per request. ``redis_url`` defaults to ``REDIS_URL``.
+    """
+    url = redis_url or os.environ["REDIS_URL"]
+    redis = connect(url, timeout_s=DEFAULT_REDIS_TIMEOUT_S)
+    prefix = f"bench:{os.getpid()}:"
+    counter = itertools.count()  # next() is atomic under the GIL: unique across threads
+    app = Flask("bench.durable_min")
+
+    @app.post("/dt/events")
+    def receive() -> Response:
+        body = request.get_data(cache=False)
+        redis.set(f"{prefix}{next(counter)}", body)
+        return Response(_ACCEPTED, 200, mimetype=_JSON)
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return Response(_OK, 200, mimetype=_JSON)
+
+    return app

