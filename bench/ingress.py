@@ -36,6 +36,16 @@ connection); the server completes them, so for wrk the check is
 ``200s <= jobs <= 200s + unanswered``; the Python generator waits for every answer and the
 check is exact.
 
+Keep-alive connections stay with the gunicorn worker that accepted them, and when a
+load generator opens all its connections at once one worker often grabs nearly all of
+them, leaving the other idle: throughput halves for that run whatever the app (seen
+here: 16+0 gave 1.9k req/s where 9+7 gave 3.9k on the bare app). That lottery, not the
+app, would then decide the ratios, so each measured run checks (with psutil) how its
+connections landed and starts over with fresh connections (wrk is restarted; the Python
+generator reopens them before its clock starts) until every worker holds at least half
+its fair share, at most 8 tries (``--no-balance-guard`` turns this off; the spread is
+printed per run either way).
+
 Targets alternate over ``--rounds`` rounds (rotated order) and the summary reports the
 median of each figure across rounds. The machine is shared by the load generator, three
 gunicorn processes and Redis, so keep the load generator small (``-t1 -c16`` by default).
@@ -63,6 +73,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -73,6 +84,11 @@ from bench.pushes import PATH, PushFactory, write_pool
 from connector.config import DEFAULT_QUEUE
 from connector.embedded_redis import EmbeddedRedis, free_port
 from connector.rqjob import QUEUE_PREFIX, SEEN_PREFIX
+
+try:
+    import psutil  # type: ignore[import-untyped, unused-ignore]
+except ImportError:  # a test extra of the project; without it the balance guard is off
+    psutil = None
 
 REPO = Path(__file__).resolve().parent.parent
 WRK_SCRIPT = Path(__file__).resolve().parent / "wrk_pool.lua"
@@ -122,6 +138,11 @@ class RunResult:
     writes_ok: bool | None = None
     """Do the writes in Redis match the 2xx answers (see the module docstring)?"""
     pool_wrapped: bool = False
+    conns_per_worker: list[int] | None = None
+    """How the load generator's keep-alive connections landed on the gunicorn workers (largest first)."""
+    balanced: bool | None = None
+    """Every worker held at least ``Bench.min_per_worker`` connections (None: not checked)."""
+    attempts: int = 1
 
     @property
     def errors(self) -> int:
@@ -144,6 +165,12 @@ class LoadFigures:
     mean_us: float
     pool_wrapped: bool = False
     max_thread_issued: int = 0
+    spread: list[int] | None = None
+    """Established connections per gunicorn worker, sampled once all were accepted."""
+    aborted: bool = False
+    """Stopped early because the connections were spread too unevenly over the workers."""
+    attempts: int = 1
+    """Connection sets the generator itself opened before this one counted (Python generator)."""
 
 
 # --------------------------------------------------------------------------- servers
@@ -164,9 +191,13 @@ class GunicornServer:
         self._log = self._log_path.open("ab")
         self._process = subprocess.Popen(
             [
-                sys.executable, "-m", "gunicorn",
-                "-c", GUNICORN_CONFIG,
-                "--bind", f"127.0.0.1:{self.port}",
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "-c",
+                GUNICORN_CONFIG,
+                "--bind",
+                f"127.0.0.1:{self.port}",
                 TARGETS[self.target],
             ],
             cwd=REPO,
@@ -209,6 +240,27 @@ class GunicornServer:
             self._log.close()
             self._log = None
 
+    def connections_per_worker(self) -> list[int] | None:
+        """Established client connections held by each gunicorn worker, largest first.
+
+        None when psutil is not installed or the processes cannot be inspected.
+        """
+        if psutil is None or self._process is None:
+            return None
+        try:
+            workers = psutil.Process(self._process.pid).children()
+            counts = [
+                sum(
+                    1
+                    for c in worker.net_connections(kind="tcp")
+                    if c.status == psutil.CONN_ESTABLISHED and c.laddr and c.laddr.port == self.port
+                )
+                for worker in workers
+            ]
+        except psutil.Error:
+            return None
+        return sorted(counts, reverse=True)
+
     def log_tail(self, lines: int = 20) -> str:
         try:
             text = self._log_path.read_text(errors="replace")
@@ -240,8 +292,9 @@ class WrkPools:
     whole run on that one thread, so the split between threads never matters.
     """
 
-    def __init__(self, directory: Path, secret: str, *, threads: int, duration_s: int, warmup_s: int,
-                 pool_rate: int) -> None:
+    def __init__(
+        self, directory: Path, secret: str, *, threads: int, duration_s: int, warmup_s: int, pool_rate: int
+    ) -> None:
         self.directory = directory
         self.secret = secret
         self.threads = threads
@@ -261,23 +314,79 @@ class WrkPools:
         self.measure_bytes = write_pool(PushFactory(self.secret), self.measure, self.measure_share * self.threads)
 
 
-def run_wrk(wrk: str, *, port: int, pool: Path, threads: int, connections: int, duration_s: int) -> LoadFigures:
+SpreadProbe = Callable[[], list[int] | None]
+"""Returns the established connections per gunicorn worker (see ``GunicornServer``)."""
+
+
+def _settled_spread(
+    probe: SpreadProbe, connections: int, alive: Callable[[], bool], timeout_s: float = 3.0
+) -> list[int] | None:
+    """Poll ``probe`` until all ``connections`` are accepted by some worker (or time runs out)."""
+    spread = None
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and alive():
+        time.sleep(0.05)
+        spread = probe()
+        if spread is None or sum(spread) >= connections:
+            break
+    return spread
+
+
+def run_wrk(
+    wrk: str,
+    *,
+    port: int,
+    pool: Path,
+    threads: int,
+    connections: int,
+    duration_s: int,
+    probe: SpreadProbe | None = None,
+    min_per_worker: int = 0,
+) -> LoadFigures:
+    """One wrk run with ``bench/wrk_pool.lua``.
+
+    With ``probe``, once wrk's connections are accepted the run is aborted (SIGINT;
+    ``LoadFigures.aborted``) if some gunicorn worker holds fewer than ``min_per_worker``.
+    """
     command = [
-        wrk, f"-t{threads}", f"-c{connections}", f"-d{duration_s}s", "--timeout", "5s", "--latency",
-        "-s", str(WRK_SCRIPT), f"http://127.0.0.1:{port}{PATH}", "--", str(pool), str(threads),
+        wrk,
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{duration_s}s",
+        "--timeout",
+        "5s",
+        "--latency",
+        "-s",
+        str(WRK_SCRIPT),
+        f"http://127.0.0.1:{port}{PATH}",
+        "--",
+        str(pool),
+        str(threads),
     ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=duration_s + 120, check=False)
-    match = re.search(r"^WRK_RESULT (\{.*\})$", done.stdout, re.MULTILINE)
-    if done.returncode != 0 or match is None:
-        raise RuntimeError(f"wrk failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    spread = None
+    aborted = False
+    try:
+        if probe is not None:
+            spread = _settled_spread(probe, connections, lambda: process.poll() is None)
+            if spread and min(spread) < min_per_worker and process.poll() is None:
+                process.send_signal(signal.SIGINT)  # wrk stops and still reports
+                aborted = True
+        stdout, stderr = process.communicate(timeout=duration_s + 120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    match = re.search(r"^WRK_RESULT (\{.*\})$", stdout, re.MULTILINE)
+    if process.returncode != 0 or match is None:
+        raise RuntimeError(f"wrk failed ({process.returncode}):\n{stdout}\n{stderr}")
     doc: dict[str, Any] = json.loads(match.group(1))
     errors = doc["errors"]
     socket_errors = errors["connect"] + errors["read"] + errors["write"] + errors["timeout"]
     responses = int(doc["requests"])
     issued = sum(int(t["issued"]) for t in doc["threads"])
-    duration = doc["duration_us"] / 1e6
     return LoadFigures(
-        duration_s=duration,
+        duration_s=doc["duration_us"] / 1e6,
         responses=responses,
         ok_2xx=responses - int(errors["status"]),  # wrk counts status >= 400 as errors
         non_2xx=int(errors["status"]),
@@ -289,16 +398,46 @@ def run_wrk(wrk: str, *, port: int, pool: Path, threads: int, connections: int, 
         mean_us=float(doc["latency_us"]["mean"]),
         pool_wrapped=any(int(t["wrapped"]) for t in doc["threads"]),
         max_thread_issued=max(int(t["issued"]) for t in doc["threads"]),
+        spread=spread,
+        aborted=aborted,
     )
 
 
-def run_python_load(*, port: int, factory: PushFactory, threads: int, connections: int,
-                    duration_s: int) -> LoadFigures:
+def run_python_load(
+    *,
+    port: int,
+    factory: PushFactory,
+    threads: int,
+    connections: int,
+    duration_s: int,
+    probe: SpreadProbe | None = None,
+    min_per_worker: int = 0,
+    max_attempts: int = 8,
+) -> LoadFigures:
+    """One run of the Python generator (``bench.pyload``).
+
+    With ``probe``, the connections are reopened until every gunicorn worker holds at
+    least ``min_per_worker`` of them (at most ``max_attempts`` times) before the clock starts.
+    """
     from bench.pyload import run_load
 
+    spreads: list[list[int] | None] = []
+
+    def accept() -> bool:
+        assert probe is not None
+        spread = _settled_spread(probe, connections, lambda: True)
+        spreads.append(spread)
+        return not spread or min(spread) >= min_per_worker
+
     result = run_load(
-        host="127.0.0.1", port=port, factory=factory, duration_s=duration_s,
-        connections=connections, processes=threads,
+        host="127.0.0.1",
+        port=port,
+        factory=factory,
+        duration_s=duration_s,
+        connections=connections,
+        processes=threads,
+        accept=accept if probe is not None else None,
+        max_attempts=max_attempts,
     )
     latencies = sorted(result.latencies_us)
     return LoadFigures(
@@ -312,6 +451,8 @@ def run_python_load(*, port: int, factory: PushFactory, threads: int, connection
         p50_us=_percentile(latencies, 50),
         p99_us=_percentile(latencies, 99),
         mean_us=statistics.fmean(latencies) if latencies else math.nan,
+        spread=spreads[-1] if spreads else None,
+        attempts=result.attempts,
     )
 
 
@@ -342,24 +483,46 @@ class Bench:
     factory: PushFactory
     """Push source of the Python generator (the same ids every run; Redis is flushed)."""
     warmup_factory: PushFactory
+    min_per_worker: int
+    """Fewest connections a gunicorn worker must hold for a wrk run to count (0: no guard)."""
+    max_attempts: int = 8
 
-    def load(self, port: int, *, warmup: bool) -> LoadFigures:
+    def load(self, server: GunicornServer, *, warmup: bool, guard: bool = True) -> LoadFigures:
+        """One warm-up or measured load run; ``guard``: abort a badly spread wrk run."""
         duration = self.warmup_s if warmup else self.duration_s
+        probe = None if warmup else server.connections_per_worker
         if self.wrk is not None and self.pools is not None:
             pool = self.pools.warmup if warmup else self.pools.measure
-            return run_wrk(self.wrk, port=port, pool=pool, threads=self.threads,
-                           connections=self.connections, duration_s=duration)
+            return run_wrk(
+                self.wrk,
+                port=server.port,
+                pool=pool,
+                threads=self.threads,
+                connections=self.connections,
+                duration_s=duration,
+                probe=probe,
+                min_per_worker=self.min_per_worker if guard and not warmup else 0,
+            )
         factory = self.warmup_factory if warmup else self.factory
-        return run_python_load(port=port, factory=factory, threads=self.threads,
-                               connections=self.connections, duration_s=duration)
+        guarded = guard and not warmup and self.min_per_worker > 0
+        return run_python_load(
+            port=server.port,
+            factory=factory,
+            threads=self.threads,
+            connections=self.connections,
+            duration_s=duration,
+            probe=probe,
+            min_per_worker=self.min_per_worker if guarded else 0,
+            max_attempts=self.max_attempts,
+        )
 
     def wait_quiet(self, *, timeout_s: float = 5.0) -> None:
         """Wait until no more writes land in Redis (the server drained its requests)."""
         deadline = time.monotonic() + timeout_s
-        before = int(self.redis.dbsize())  # type: ignore[arg-type]
+        before = int(self.redis.dbsize())
         while time.monotonic() < deadline:
-            time.sleep(0.25)
-            after = int(self.redis.dbsize())  # type: ignore[arg-type]
+            time.sleep(0.2)
+            after = int(self.redis.dbsize())
             if after == before:
                 return
             before = after
@@ -369,10 +532,11 @@ class Bench:
         server.start()
         try:
             if self.warmup_s > 0:
-                self.load(server.port, warmup=True)
-            figures = self._measure(server.port)
+                self.load(server, warmup=True)
+            figures, attempts = self._measure(server)
         finally:
             server.stop()  # finishes the requests wrk left in flight before Redis is counted
+        spread = figures.spread
         result = RunResult(
             target=target,
             round=round_no,
@@ -388,29 +552,42 @@ class Bench:
             unanswered=figures.unanswered,
             duration_s=figures.duration_s,
             pool_wrapped=figures.pool_wrapped,
+            conns_per_worker=spread,
+            balanced=None if not spread else min(spread) >= self.min_per_worker,
+            attempts=attempts + figures.attempts - 1,
         )
         self._count_writes(result)
         if result.errors:
             print(f"    {target}: {result.errors} errors; server log tail:\n{server.log_tail(8)}", flush=True)
         return result
 
-    def _measure(self, port: int) -> LoadFigures:
-        for _attempt in range(3):
+    def _measure(self, server: GunicornServer) -> tuple[LoadFigures, int]:
+        """The measured run, repeated when the pool ran out or the connections landed unevenly."""
+        attempt = 0
+        while True:
+            attempt += 1
             self.wait_quiet()
             self.redis.flushall()
-            figures = self.load(port, warmup=False)
-            if not figures.pool_wrapped or self.pools is None:
-                return figures
-            print(f"    pool ran out ({figures.max_thread_issued} requests on one wrk thread); "
-                  "growing it and repeating the run", flush=True)
-            self.pools.grow(figures.max_thread_issued)
-        return figures
+            figures = self.load(server, warmup=False, guard=attempt < self.max_attempts)
+            if attempt >= self.max_attempts:
+                return figures, attempt
+            if figures.aborted:
+                continue  # a worker got too few of wrk's connections: try again with fresh ones
+            if figures.pool_wrapped and self.pools is not None:
+                print(
+                    f"    pool ran out ({figures.max_thread_issued} requests on one wrk thread); "
+                    "growing it and repeating the run",
+                    flush=True,
+                )
+                self.pools.grow(figures.max_thread_issued)
+                continue
+            return figures, attempt
 
     def _count_writes(self, result: RunResult) -> None:
         if result.target == DURABLE_MIN:
-            result.redis_writes = int(self.redis.dbsize())  # type: ignore[arg-type]
+            result.redis_writes = int(self.redis.dbsize())
         elif result.target == RECEIVER:
-            result.redis_writes = int(self.redis.llen(QUEUE_PREFIX + DEFAULT_QUEUE))  # type: ignore[arg-type]
+            result.redis_writes = int(self.redis.llen(QUEUE_PREFIX + DEFAULT_QUEUE))
             result.seen_markers = sum(1 for _ in self.redis.scan_iter(match=SEEN_PREFIX + "*", count=10_000))
         else:
             return
@@ -424,8 +601,16 @@ class Bench:
 
 
 def _fmt_run(r: RunResult) -> str:
-    line = (f"round {r.round} {r.target:<11} {r.rps:8.0f} req/s  p50 {r.p50_ms:6.2f} ms  "
-            f"p99 {r.p99_ms:6.2f} ms  errors {r.errors}")
+    line = (
+        f"round {r.round} {r.target:<11} {r.rps:8.0f} req/s  p50 {r.p50_ms:6.2f} ms  "
+        f"p99 {r.p99_ms:6.2f} ms  errors {r.errors}"
+    )
+    if r.conns_per_worker:
+        line += f"  conns/worker {'+'.join(map(str, r.conns_per_worker))}"
+        if r.balanced is False:
+            line += " (UNEVEN)"
+    if r.attempts > 1:
+        line += f"  attempts {r.attempts}"
     if r.redis_writes is not None:
         what = "jobs" if r.target == RECEIVER else "SETs"
         verdict = "OK" if r.writes_ok else "MISMATCH"
@@ -485,8 +670,10 @@ def print_summary(summary: dict[str, Any], rounds: int) -> None:
     def mark(ok: bool) -> str:
         return "PASS" if ok else "FAIL"
 
-    print(f"Target: receiver >= {MIN_RPS_RATIO} x durable-min req/s, receiver p99 <= {MAX_P99_RATIO:g} x "
-          "durable-min p99, no errors")
+    print(
+        f"Target: receiver >= {MIN_RPS_RATIO} x durable-min req/s, receiver p99 <= {MAX_P99_RATIO:g} x "
+        "durable-min p99, no errors"
+    )
     print(f"  req/s ratio {ratios['receiver_vs_durable_min_rps']:.3f} >= {MIN_RPS_RATIO}: {mark(checks['rps'])}")
     print(f"  p99 ratio   {ratios['receiver_vs_durable_min_p99']:.3f} <= {MAX_P99_RATIO:g}: {mark(checks['p99'])}")
     print(f"  no errors: {mark(checks['no_errors'])}")
@@ -499,7 +686,8 @@ def print_summary(summary: dict[str, Any], rounds: int) -> None:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m bench.ingress", description=__doc__.split("\n\n")[0],
+        prog="python -m bench.ingress",
+        description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--rounds", type=int, default=3, help="rounds; each runs every target once")
@@ -509,14 +697,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1, help="wrk threads (processes for the Python generator)")
     parser.add_argument("--web-concurrency", type=int, default=2, help="WEB_CONCURRENCY for every target")
     parser.add_argument("--gunicorn-threads", type=int, default=4, help="GUNICORN_THREADS for every target")
-    parser.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto",
-                        help="auto: wrk when installed, else the Python generator")
-    parser.add_argument("--pool-rate", type=int, default=6000,
-                        help="req/s one wrk thread is assumed able to reach, to size the push pool")
+    parser.add_argument(
+        "--loadgen",
+        choices=("auto", "wrk", "python"),
+        default="auto",
+        help="auto: wrk when installed, else the Python generator",
+    )
+    parser.add_argument(
+        "--pool-rate",
+        type=int,
+        default=6000,
+        help="req/s one wrk thread is assumed able to reach, to size the push pool",
+    )
+    parser.add_argument(
+        "--balance-guard",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="start a measured run over when its keep-alive connections landed on the gunicorn "
+        "workers too unevenly (a worker with under half its share)",
+    )
     parser.add_argument("--json", type=Path, metavar="OUT.json", help="also write the figures here")
     args = parser.parse_args(argv)
-    for name in ("rounds", "duration", "connections", "threads", "web_concurrency", "gunicorn_threads",
-                 "pool_rate"):
+    for name in ("rounds", "duration", "connections", "threads", "web_concurrency", "gunicorn_threads", "pool_rate"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.warmup < 0:
@@ -536,29 +738,59 @@ def main(argv: list[str] | None = None) -> int:
     factory = PushFactory(secret)
     factory.check_against_pyjwt()
     order = list(TARGETS)
+    min_per_worker = 0
+    if args.balance_guard and psutil is not None and args.web_concurrency > 1:
+        min_per_worker = max(1, math.ceil(args.connections / args.web_concurrency / 2))
+    if min_per_worker:
+        how = "restart wrk" if wrk else "reopen the connections"
+        guard_note = f"{how} until every gunicorn worker holds >= {min_per_worker} connections"
+    else:
+        guard_note = "off" if not args.balance_guard or args.web_concurrency == 1 else "off (needs psutil)"
 
     with tempfile.TemporaryDirectory(prefix="dt-bench-") as tmp, EmbeddedRedis() as embedded:
         workdir = Path(tmp)
         pools = None
         pool_note = ""
         if wrk is not None:
-            pools = WrkPools(workdir, secret, threads=args.threads, duration_s=args.duration,
-                             warmup_s=args.warmup, pool_rate=args.pool_rate)
+            pools = WrkPools(
+                workdir,
+                secret,
+                threads=args.threads,
+                duration_s=args.duration,
+                warmup_s=args.warmup,
+                pool_rate=args.pool_rate,
+            )
             started = time.monotonic()
             pools.build()
-            pool_note = (f"{pools.measure_share * args.threads} pushes ({pools.measure_bytes / 1e6:.0f} MB), "
-                         f"{pools.measure_share} per wrk thread, built in {time.monotonic() - started:.1f} s")
+            pool_note = (
+                f"{pools.measure_share * args.threads} pushes ({pools.measure_bytes / 1e6:.0f} MB), "
+                f"{pools.measure_share} per wrk thread, built in {time.monotonic() - started:.1f} s"
+            )
         redis = Redis.from_url(embedded.url)
         bench = Bench(
-            redis=redis, env=server_env(redis_url=embedded.url, secret=secret,
-                                        web_concurrency=args.web_concurrency,
-                                        gunicorn_threads=args.gunicorn_threads),
-            workdir=workdir, threads=args.threads, connections=args.connections, duration_s=args.duration,
-            warmup_s=args.warmup, wrk=wrk, pools=pools, factory=factory,
+            redis=redis,
+            env=server_env(
+                redis_url=embedded.url,
+                secret=secret,
+                web_concurrency=args.web_concurrency,
+                gunicorn_threads=args.gunicorn_threads,
+            ),
+            workdir=workdir,
+            threads=args.threads,
+            connections=args.connections,
+            duration_s=args.duration,
+            warmup_s=args.warmup,
+            wrk=wrk,
+            pools=pools,
+            factory=factory,
             warmup_factory=PushFactory(secret),
+            min_per_worker=min_per_worker,
         )
-        loadgen = (f"wrk ({_wrk_version(wrk)}) -t{args.threads} -c{args.connections}" if wrk
-                   else f"python (bench.pyload) {args.threads} process(es), {args.connections} connections")
+        loadgen = (
+            f"wrk ({_wrk_version(wrk)}) -t{args.threads} -c{args.connections}"
+            if wrk
+            else f"python (bench.pyload) {args.threads} process(es), {args.connections} connections"
+        )
         settings = {
             "load_generator": loadgen,
             "rounds": args.rounds,
@@ -569,6 +801,7 @@ def main(argv: list[str] | None = None) -> int:
             "gunicorn_config": GUNICORN_CONFIG,
             "WEB_CONCURRENCY": args.web_concurrency,
             "GUNICORN_THREADS": args.gunicorn_threads,
+            "balance_guard": guard_note,
             "redis": f"EmbeddedRedis {embedded.url} (no persistence)",
             "body_bytes": len(factory.body(0)),
             "cpus": os.cpu_count(),
@@ -580,8 +813,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {key:<17} {value}")
         if pools is not None:
             print(f"  {'push pool':<17} {pool_note}")
-        estimate = args.rounds * len(order) * (args.duration + args.warmup + 3)
-        print(f"  {'expected time':<17} ~{estimate} s")
+        estimate = args.rounds * len(order) * (args.duration + args.warmup + 4)
+        print(f"  {'expected time':<17} ~{estimate} s (+ ~1 s per restarted run)")
         print(flush=True)
 
         runs: list[RunResult] = []

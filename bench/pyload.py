@@ -6,6 +6,8 @@ connection, for ``duration`` seconds after a common start barrier. Connection ``
 ``C`` sends pushes ``g, g + C, g + 2C, ...`` of one ``PushFactory``, so every request in
 a run carries a distinct eventId and the supply never runs out. Every request that is
 started is waited for, so unlike wrk nothing is left in flight when the run ends.
+All connections are opened before the clock starts, so the caller can check how they
+landed on the server's workers and have them reopened (``accept``).
 
 It is much weaker than wrk (a Python client spends more CPU per request than the server
 under test), so absolute figures are lower; the ratios between targets stay meaningful.
@@ -19,12 +21,15 @@ import queue
 import threading
 import time
 from array import array
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from multiprocessing.sharedctypes import Synchronized
 from multiprocessing.synchronize import Barrier
 
 from bench.pushes import HS_HEADER, PATH, PushFactory
 
-_CONNECT_TIMEOUT_S = 5.0
+_TIMEOUT_S = 5.0
+_BARRIER_TIMEOUT_S = 30.0
 
 
 @dataclass
@@ -48,22 +53,25 @@ class LoadResult:
     socket_errors: int
     issued: int
     unanswered: int
+    attempts: int
+    """How many times the connections were opened (``accept`` refused all but the last)."""
+
+
+def _connect(host: str, port: int) -> http.client.HTTPConnection:
+    conn = http.client.HTTPConnection(host, port, timeout=_TIMEOUT_S)
+    conn.connect()
+    return conn
 
 
 def _drive(
     stats: _ConnStats,
-    host: str,
-    port: int,
+    conn: http.client.HTTPConnection,
     factory: PushFactory,
     first: int,
     stride: int,
-    go: threading.Event,
-    stop_at: list[float],
+    deadline: float,
 ) -> None:
-    conn = http.client.HTTPConnection(host, port, timeout=_CONNECT_TIMEOUT_S)
     index = first
-    go.wait()
-    deadline = stop_at[0]
     while time.monotonic() < deadline:
         body, token = factory.push(index)
         index += stride
@@ -77,8 +85,7 @@ def _drive(
         except (OSError, http.client.HTTPException):
             stats.socket_errors += 1
             stats.unanswered += 1  # the server may still have processed it
-            conn.close()
-            conn = http.client.HTTPConnection(host, port, timeout=_CONNECT_TIMEOUT_S)
+            conn.close()  # the next request reconnects
             continue
         stats.latencies_us.append((time.perf_counter() - started) * 1e6)
         if 200 <= response.status < 300:
@@ -99,27 +106,32 @@ def _process_main(
     iat: float,
     duration_s: float,
     barrier: Barrier,
+    go: Synchronized[int],
     out: mp.Queue[tuple[bytes, list[int], float, float]],
 ) -> None:
     factory = PushFactory(secret, tag=tag, now=iat)
     total_conns = n_procs * conns_per_proc
-    go = threading.Event()
-    stop_at = [0.0]
-    all_stats = [_ConnStats() for _ in range(conns_per_proc)]
+    while True:  # connect, let the parent look at the spread, reconnect if it says so
+        conns = [_connect(host, port) for _ in range(conns_per_proc)]
+        barrier.wait()
+        barrier.wait()
+        if go.value:
+            break
+        for conn in conns:
+            conn.close()
+    began = time.time()
+    deadline = time.monotonic() + duration_s
+    all_stats = [_ConnStats() for _ in conns]
     threads = [
         threading.Thread(
             target=_drive,
-            args=(stats, host, port, factory, proc_index * conns_per_proc + k, total_conns, go, stop_at),
+            args=(stats, conn, factory, proc_index * conns_per_proc + k, total_conns, deadline),
             daemon=True,
         )
-        for k, stats in enumerate(all_stats)
+        for k, (stats, conn) in enumerate(zip(all_stats, conns, strict=True))
     ]
     for thread in threads:
         thread.start()
-    barrier.wait()
-    began = time.time()
-    stop_at[0] = time.monotonic() + duration_s
-    go.set()
     for thread in threads:
         thread.join()
     ended = time.time()
@@ -144,19 +156,36 @@ def run_load(
     duration_s: float,
     connections: int,
     processes: int,
+    accept: Callable[[], bool] | None = None,
+    max_attempts: int = 8,
 ) -> LoadResult:
-    """Drive ``http://host:port/dt/events`` for ``duration_s``; returns the merged figures."""
+    """Drive ``http://host:port/dt/events`` for ``duration_s``; returns the merged figures.
+
+    All connections are opened first; then ``accept()`` (if given) decides whether to go
+    or to reconnect all of them and ask again (at most ``max_attempts`` times in all).
+    """
     processes = max(1, min(processes, connections))
     conns_per_proc = max(1, connections // processes)
     ctx = mp.get_context("spawn")
-    barrier = ctx.Barrier(processes)
+    barrier = ctx.Barrier(processes + 1)
+    go = ctx.Value("i", 0)
     out: mp.Queue[tuple[bytes, list[int], float, float]] = ctx.Queue()
     workers = [
         ctx.Process(
             target=_process_main,
             args=(
-                p, processes, conns_per_proc, host, port, factory.secret, factory.tag, factory.iat,
-                duration_s, barrier, out,
+                p,
+                processes,
+                conns_per_proc,
+                host,
+                port,
+                factory.secret,
+                factory.tag,
+                factory.iat,
+                duration_s,
+                barrier,
+                go,
+                out,
             ),
             daemon=True,
         )
@@ -167,7 +196,15 @@ def run_load(
     latencies: list[float] = []
     counts = [0, 0, 0, 0, 0]
     began, ended = float("inf"), 0.0
+    attempts = 0
     try:
+        while True:
+            attempts += 1
+            barrier.wait(timeout=_BARRIER_TIMEOUT_S)  # every connection is open
+            go.value = int(accept is None or attempts >= max_attempts or accept())
+            barrier.wait(timeout=_BARRIER_TIMEOUT_S)
+            if go.value:
+                break
         for _ in workers:
             raw, part, start, end = out.get(timeout=duration_s + 60)
             chunk = array("d")
@@ -175,8 +212,8 @@ def run_load(
             latencies.extend(chunk)
             counts = [a + b for a, b in zip(counts, part, strict=True)]
             began, ended = min(began, start), max(ended, end)
-    except queue.Empty:
-        raise RuntimeError("python load generator: a worker process did not report") from None
+    except (queue.Empty, threading.BrokenBarrierError):
+        raise RuntimeError("python load generator: a worker process failed") from None
     finally:
         for worker in workers:
             worker.join(timeout=5)
@@ -190,4 +227,5 @@ def run_load(
         socket_errors=counts[2],
         issued=counts[3],
         unanswered=counts[4],
+        attempts=attempts,
     )

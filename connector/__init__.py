@@ -15,6 +15,7 @@ from werkzeug.exceptions import HTTPException
 from connector.config import Settings
 from connector.enqueue import Enqueuer
 from connector.jwks import JwksKeyStore
+from connector.logs import AccessLog
 from connector.logs import configure as configure_logging
 from connector.redis_conn import connect
 from connector.rqjob import JobTemplate
@@ -33,6 +34,7 @@ class Receiver:
     policy: VerificationPolicy
     redis: Redis
     enqueuer: Enqueuer
+    access_log: AccessLog
 
 
 def build_policy(settings: Settings, *, key_store: JwksKeyStore | None = None) -> VerificationPolicy:
@@ -52,8 +54,12 @@ def build_policy(settings: Settings, *, key_store: JwksKeyStore | None = None) -
     )
 
 
-def create_app(settings: Settings | None = None, *, configure_logs: bool = True) -> Flask:
+def create_app(
+    settings: Settings | None = None, *, configure_logs: bool = True, access_log: AccessLog | None = None
+) -> Flask:
     """Build the web app. ``settings=None`` reads them from the environment.
+
+    ``access_log`` receives one JSON line per push (default: stdout).
 
     Raises:
         ConfigError: the configuration is incomplete or invalid (the process must not start).
@@ -74,7 +80,11 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     # so the view reads limit + 1 bytes and can tell "exactly at the limit" from "over it".
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
     app.extensions["connector"] = Receiver(
-        settings=settings, policy=build_policy(settings), redis=redis, enqueuer=enqueuer
+        settings=settings,
+        policy=build_policy(settings),
+        redis=redis,
+        enqueuer=enqueuer,
+        access_log=access_log or AccessLog(),
     )
 
     from connector.views import bp

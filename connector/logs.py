@@ -1,19 +1,42 @@
 """Structured logging: one JSON object per line on stdout, as Heroku's log router expects.
 
-``push_line`` renders the single per-request line of ``POST /dt/events``. It is built
-by hand from the few fields it has (all short strings or numbers) because it runs on
-every push; nothing in it comes from headers, so it can never carry a secret or token.
+``push_line`` renders the single per-request line of ``POST /dt/events`` and
+``AccessLog`` writes it. Both are hand-made because they run on every push: the line
+is built from the few fields it has (short strings and numbers; nothing from headers,
+so never a secret or token), and it goes to stdout with one ``os.write`` rather than
+through ``logging`` — a ``Logger.info`` call measured ~14 µs against ~1.5 µs, and its
+handler lock serialises gunicorn's threads. A single write of a line shorter than
+PIPE_BUF is atomic, so lines from concurrent threads and processes never interleave.
+Everything else (start-up, warnings, workers) uses ``logging`` with ``JsonFormatter``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 
-ACCESS_LOGGER = "connector.push"
-
 _dumps = json.dumps
+
+
+class AccessLog:
+    """Writes one push line per request to a file descriptor (stdout by default)."""
+
+    def __init__(self, fd: int | None = None, *, enabled: bool = True) -> None:
+        self.fd = sys.stdout.fileno() if fd is None else fd
+        self.enabled = enabled
+
+    def write(self, line: str) -> None:
+        """Write ``line`` and a newline; never raises (a full disk must not fail a push)."""
+        if not self.enabled:
+            return
+        data = (line + "\n").encode()
+        try:
+            while data:
+                data = data[os.write(self.fd, data) :]
+        except OSError:
+            pass
 
 
 def push_line(
@@ -26,8 +49,9 @@ def push_line(
     device: str | None = None,
     reason: str | None = None,
 ) -> str:
-    """The JSON log line for one push."""
-    line = f'{{"log":"push","status":{status},"outcome":"{outcome}","ms":{ms:.2f}'
+    """The JSON log line for one push (``level`` is info, warning for 4xx, error for 5xx)."""
+    level = "info" if status < 400 else "warning" if status < 500 else "error"
+    line = f'{{"log":"push","level":"{level}","status":{status},"outcome":"{outcome}","ms":{ms:.2f}'
     if event_id is not None:
         line += f',"eventId":{_dumps(event_id)},"eventType":{_dumps(event_type)},"device":{_dumps(device)}'
     if reason is not None:

@@ -103,8 +103,8 @@ class JobTemplate:
         varying = {"data", "description", "created_at", "enqueued_at"}
         pairs: list[bytes] = []
         for key, value in job.to_dict().items():
-            if key in varying:
-                continue
+            if key in varying or value == "":
+                continue  # RQ reads an absent field exactly like an empty one
             pairs.append(key.encode())
             pairs.append(_encode(value))
         return cls(static_fields=tuple(pairs))

@@ -7,7 +7,6 @@ Every outcome, accepted or not, writes exactly one log line.
 from __future__ import annotations
 
 import json
-import logging
 import time
 from typing import TYPE_CHECKING
 
@@ -17,14 +16,18 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from connector.errors import PushTooLarge, QueueUnavailable, RejectedPush
 from connector.events import Push, parse_push
-from connector.logs import ACCESS_LOGGER, push_line
-from connector.signature import ES_HEADER, HS_HEADER, verify_push
+from connector.logs import push_line
+from connector.signature import verify_push
 
 if TYPE_CHECKING:
     from connector import Receiver
 
 bp = Blueprint("connector", __name__)
-log = logging.getLogger(ACCESS_LOGGER)
+
+# WSGI names of X-Dt-Signature and DT-Asymmetric-Signature. The server has already
+# folded header names to this form, so the lookup is case-insensitive by construction.
+_HS_ENVIRON = "HTTP_X_DT_SIGNATURE"
+_ES_ENVIRON = "HTTP_DT_ASYMMETRIC_SIGNATURE"
 
 _JSON = "application/json"
 _ACCEPTED = b'{"status":"accepted"}'
@@ -48,22 +51,22 @@ def receive_push() -> Response:
             raise PushTooLarge("too-large", f"body over {limit} bytes") from None
         if len(body) > limit:  # chunked upload without Content-Length
             raise PushTooLarge("too-large", f"body over {limit} bytes")
-        headers = request.headers  # case-insensitive lookups
+        environ = request.environ
         now = time.time()
         verify_push(
             body,
-            hs_token=headers.get(HS_HEADER),
-            es_token=headers.get(ES_HEADER),
+            hs_token=environ.get(_HS_ENVIRON),
+            es_token=environ.get(_ES_ENVIRON),
             policy=receiver.policy,
             now=now,
         )
         push = parse_push(body)
         queued = receiver.enqueuer.enqueue(push.event_id, body, received_at=now)
     except RejectedPush as exc:
-        return _reject(exc, started, push, receiver.settings.retry_after_s)
+        return _reject(exc, started, push, receiver)
     ms = (time.perf_counter() - started) * 1000
     outcome = "accepted" if queued else "duplicate"
-    log.info(
+    receiver.access_log.write(
         push_line(
             status=200,
             outcome=outcome,
@@ -76,9 +79,8 @@ def receive_push() -> Response:
     return Response(_ACCEPTED if queued else _DUPLICATE, 200, mimetype=_JSON)
 
 
-def _reject(exc: RejectedPush, started: float, push: Push | None, retry_after_s: int) -> Response:
+def _reject(exc: RejectedPush, started: float, push: Push | None, receiver: Receiver) -> Response:
     ms = (time.perf_counter() - started) * 1000
-    level = logging.ERROR if isinstance(exc, QueueUnavailable) else logging.WARNING
     if push is None:
         line = push_line(status=exc.status_code, outcome="rejected", ms=ms, reason=exc.reason)
     else:
@@ -91,14 +93,14 @@ def _reject(exc: RejectedPush, started: float, push: Push | None, retry_after_s:
             event_type=push.event_type,
             device=push.device_id,
         )
-    log.log(level, line)
+    receiver.access_log.write(line)
     response = Response(
         json.dumps({"error": exc.reason, "detail": exc.detail}),
         exc.status_code,
         mimetype=_JSON,
     )
     if isinstance(exc, QueueUnavailable):
-        response.headers["Retry-After"] = str(retry_after_s)
+        response.headers["Retry-After"] = str(receiver.settings.retry_after_s)
     if exc.status_code == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="dt-data-connector"'
     return response

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import threading
 import time
 
@@ -16,6 +17,7 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from connector import create_app
+from connector.logs import AccessLog
 from tests.conftest import OLD_SECRET, SECRET, dt_body, make_settings, push, queued_ids, sign
 
 
@@ -134,19 +136,28 @@ def test_wrong_method_and_path_are_json_errors(client: FlaskClient):
     assert response.get_json() == {"error": "not-found"}
 
 
-def test_one_log_line_per_push_without_secrets(client: FlaskClient, redis: Redis, caplog):
-    body = dt_body(event_id="evtLog", device_id="devLog")
-    token = sign(body)
-    with caplog.at_level(logging.INFO, logger="connector.push"):
+def test_one_log_line_per_push_without_secrets(redis: Redis, redis_server, tmp_path):
+    log_path = tmp_path / "access.log"
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        app = create_app(make_settings(redis_server.url), configure_logs=False, access_log=AccessLog(fd))
+        client = app.test_client()
+        body = dt_body(event_id="evtLog", device_id="devLog")
+        token = sign(body)
         push(client, body, token)
         push(client, body, token)
         push(client, body, "")
-    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "connector.push"]
-    assert [line["outcome"] for line in lines] == ["accepted", "duplicate", "rejected"]
+        push(client, b"[]", sign(b"[]"))
+    finally:
+        os.close(fd)
+    text = log_path.read_text()
+    lines = [json.loads(line) for line in text.splitlines()]
+    assert [line["outcome"] for line in lines] == ["accepted", "duplicate", "rejected", "rejected"]
+    assert [line["level"] for line in lines] == ["info", "info", "warning", "warning"]
     assert lines[0]["eventId"] == "evtLog" and lines[0]["device"] == "devLog"
     assert lines[0]["eventType"] == "temperature" and lines[0]["ms"] >= 0
     assert lines[2]["reason"] == "signature-missing" and lines[2]["status"] == 401
-    text = caplog.text
+    assert lines[3]["reason"] == "not-an-object" and "eventId" not in lines[3]
     assert token not in text and SECRET not in text and token.split(".")[2] not in text
 
 

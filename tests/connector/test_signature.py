@@ -188,13 +188,26 @@ class TestHs256:
             "W10.e30.c2ln",  # header is a JSON array
             "eyJhbGciOiJIUzI1NiJ9.bm90IGpzb24.c2ln",  # claims not JSON
             " eyJhbGciOiJIUzI1NiJ9.e30.c2ln",
-            "eyJhbGciOiJIUzI1NiJ9.e30.c2lnA",  # impossible base64 length
+            "eyJhbGciOiJIUzI1NiJ9.e30A.c2ln",  # impossible base64 length
+            "eyJhbGciOiJIUzI1NiJ9.e3#0.c2ln",  # stray character
         ],
     )
     def test_malformed_tokens(self, token):
         with pytest.raises(BadSignature) as info:
             hs(self.body, token, now=time.time())
         assert info.value.reason == "token-malformed"
+
+    def test_non_canonical_signature_encoding_does_not_verify(self):
+        now = time.time()
+        token = sign(self.body, now=now)
+        head, payload, signature = token.split(".")
+        last = signature[-1]
+        # Flip the unused low bits of the last base64url character: same bytes, other text.
+        alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+        twin = alphabet[alphabet.index(last) ^ 1]
+        with pytest.raises(BadSignature) as info:
+            hs(self.body, f"{head}.{payload}.{signature[:-1]}{twin}", now=now)
+        assert info.value.reason == "signature-invalid"
 
     def test_critical_header_rejected(self):
         now = time.time()
