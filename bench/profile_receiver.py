@@ -41,6 +41,7 @@ from redis import Redis
 from bench.apps import create_bare_app, create_durable_min_app
 from bench.pushes import HS_HEADER, PATH, PushFactory
 from connector import create_app
+from connector.logs import AccessLog
 from connector.config import DEFAULT_QUEUE, Settings
 from connector.embedded_redis import EmbeddedRedis
 from connector.rqjob import QUEUE_PREFIX
@@ -64,7 +65,7 @@ def post_all(app: Flask, pushes: Sequence[Push], *, check_accepted: bool) -> flo
 
 
 def silence_push_log() -> None:
-    """Point the JSON log handlers ``create_app`` installed at /dev/null (still formatted + written)."""
+    """Point the JSON log handlers ``create_app`` installed at /dev/null."""
     sink = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
     for name in ("connector", "workers"):
         for handler in logging.getLogger(name).handlers:
@@ -93,7 +94,10 @@ def main(argv: list[str] | None = None) -> int:
         bare = create_bare_app()
         durable_min = create_durable_min_app(embedded.url)
         with contextlib.redirect_stdout(io.StringIO()):  # the "receiver ready" line
-            receiver = create_app(Settings(redis_url=embedded.url, signature_secrets=(secret,)))
+            receiver = create_app(
+                Settings(redis_url=embedded.url, signature_secrets=(secret,)),
+                access_log=AccessLog(os.open(os.devnull, os.O_WRONLY)),  # still formatted + written
+            )
         silence_push_log()
 
         post_all(bare, warm, check_accepted=False)

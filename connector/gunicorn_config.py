@@ -26,3 +26,17 @@ errorlog = "-"
 loglevel = "warning"
 # Heroku's router adds X-Forwarded-*; trust it (the buildpack sets the same default).
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "*")
+
+
+def post_worker_init(worker: object) -> None:
+    """Tune the garbage collector for a request server, once the app is loaded.
+
+    The app, its modules and clients live for the whole process: ``gc.freeze()`` keeps
+    every later collection from re-scanning them. Requests allocate many short-lived,
+    acyclic objects (freed by reference counting anyway), so the young generation is
+    collected every 20,000 allocations instead of 700.
+    """
+    import gc
+
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)

@@ -24,7 +24,7 @@ class AccessLog:
     """Writes one push line per request to a file descriptor (stdout by default)."""
 
     def __init__(self, fd: int | None = None, *, enabled: bool = True) -> None:
-        self.fd = sys.stdout.fileno() if fd is None else fd
+        self.fd = 1 if fd is None else fd  # the process's stdout, whatever sys.stdout is now
         self.enabled = enabled
 
     def write(self, line: str) -> None:
