@@ -2,18 +2,19 @@
 
 One Lua script, one round trip per push:
 
-1. if ``dt:seen:<eventId>`` exists → the event was already queued: answer "duplicate";
-2. otherwise write one RQ job hash per destination and push the ids on the queue;
-3. last, set ``dt:seen:<eventId>`` with the dedupe TTL.
+1. claim ``dt:seen:<eventId>`` with ``SET NX EX``; if it already exists the event was
+   queued before: answer "duplicate";
+2. otherwise write one RQ job hash per destination and push the ids on the queue.
 
 Because Redis runs a script atomically, concurrent deliveries of one event yield exactly
 one set of jobs, and there is no window in which the id is claimed but not queued: a
 process that dies before the script runs leaves nothing behind, so DT's redelivery gets
 through. (A ``SET NX`` followed by an enqueue has that window; putting both in one
-MULTI does not help because MULTI is not conditional.) The marker is written last so
-that if a command inside the script fails — Redis does not roll scripts back — the id
-stays unclaimed and the redelivery is queued again: a possible duplicate job, never a
-lost event. Workers send the eventId downstream as an idempotency key for that case.
+MULTI does not help because MULTI is not conditional.) Redis does not roll a script
+back when a command in it fails, so the writes run under ``pcall`` and any failure
+deletes the claim before the error is returned: the redelivery is queued again — a
+possible duplicate job, never a lost event. Workers send the eventId downstream as an
+idempotency key for that case.
 """
 
 from __future__ import annotations
@@ -42,17 +43,24 @@ from connector.rqjob import (
 # KEYS: 1 marker, 2 queue list, 3.. one job hash per destination
 # ARGV: 1 marker TTL, 2 RQ timestamp, then per job: id, data, description
 _SCRIPT_TEMPLATE = """
-if redis.call('EXISTS', KEYS[1]) == 1 then
+if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
   return 0
 end
 local pos = 3
 for k = 3, #KEYS do
-  redis.call('HSET', KEYS[k], 'data', ARGV[pos + 1], 'description', ARGV[pos + 2],
-             'created_at', ARGV[2], 'enqueued_at', ARGV[2]{static_fields})
-  redis.call('RPUSH', KEYS[2], ARGV[pos])
+  local reply = redis.pcall('HSET', KEYS[k], 'data', ARGV[pos + 1], 'description', ARGV[pos + 2],
+                            'created_at', ARGV[2], 'enqueued_at', ARGV[2]{static_fields})
+  if type(reply) == 'table' and reply.err then
+    redis.call('DEL', KEYS[1])
+    return reply
+  end
+  reply = redis.pcall('RPUSH', KEYS[2], ARGV[pos])
+  if type(reply) == 'table' and reply.err then
+    redis.call('DEL', KEYS[1])
+    return reply
+  end
   pos = pos + 3
 end
-redis.call('SET', KEYS[1], '1', 'EX', ARGV[1])
 return 1
 """
 

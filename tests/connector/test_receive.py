@@ -175,6 +175,17 @@ def test_failed_enqueue_is_503_and_redelivery_gets_through(client: FlaskClient, 
     assert queued_ids(redis) == ["log-evtF"]
 
 
+def test_failed_job_write_releases_the_claim(client: FlaskClient, redis: Redis):
+    body = dt_body(event_id="evtH")
+    redis.set("rq:job:log-evtH", "in the way")  # HSET inside the script fails (WRONGTYPE)
+    assert push(client, body).status_code == 503
+    assert not redis.exists("dt:seen:evtH")
+    assert queued_ids(redis) == []
+    redis.delete("rq:job:log-evtH")
+    assert push(client, body).get_json() == {"status": "accepted"}
+    assert queued_ids(redis) == ["log-evtH"]
+
+
 def test_acknowledgement_waits_for_redis(client: FlaskClient, redis: Redis):
     """While Redis holds writes, the push is not answered; when answered, the job is there."""
     body = dt_body(event_id="evtG")
