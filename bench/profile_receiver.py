@@ -41,9 +41,9 @@ from redis import Redis
 from bench.apps import create_bare_app, create_durable_min_app
 from bench.pushes import HS_HEADER, PATH, PushFactory
 from connector import create_app
-from connector.logs import AccessLog
 from connector.config import DEFAULT_QUEUE, Settings
 from connector.embedded_redis import EmbeddedRedis
+from connector.logs import AccessLog
 from connector.rqjob import QUEUE_PREFIX
 
 Push = tuple[bytes, str]
