@@ -84,7 +84,7 @@ def create_app(
         policy=build_policy(settings),
         redis=redis,
         enqueuer=enqueuer,
-        access_log=access_log or AccessLog(),
+        access_log=access_log or AccessLog(flush_interval_s=settings.access_log_flush_ms / 1000),
     )
 
     from connector.views import bp

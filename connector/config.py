@@ -39,6 +39,9 @@ DEFAULT_RETRY_AFTER_S = 10
 DEFAULT_REDIS_TIMEOUT_S = 2.0
 """Socket timeout towards Redis. DT gives up on a push after ~10 s."""
 
+DEFAULT_ACCESS_LOG_FLUSH_MS = 100
+"""How long a push's log line may wait to be written with others (0: write at once)."""
+
 KNOWN_DESTINATIONS = ("log",)
 """Destinations the workers can deliver to (more arrive with the forwarding work)."""
 
@@ -68,6 +71,7 @@ class Settings:
     redis_timeout_s: float = DEFAULT_REDIS_TIMEOUT_S
     redis_tls_verify: bool = False
     destinations: tuple[str, ...] = ("log",)
+    access_log_flush_ms: int = DEFAULT_ACCESS_LOG_FLUSH_MS
 
     def __post_init__(self) -> None:
         if not (self.signature_secrets or self.asymmetric or self.insecure_skip_verify):
@@ -132,6 +136,7 @@ class Settings:
             redis_timeout_s=_float(env, "REDIS_TIMEOUT_S", DEFAULT_REDIS_TIMEOUT_S, 0.05, 9.0),
             redis_tls_verify=_bool(env, "REDIS_TLS_VERIFY", "0"),
             destinations=destinations,
+            access_log_flush_ms=_int(env, "ACCESS_LOG_FLUSH_MS", DEFAULT_ACCESS_LOG_FLUSH_MS, 0, 5000),
         )
 
 

@@ -40,3 +40,11 @@ def post_worker_init(worker: object) -> None:
 
     gc.freeze()
     gc.set_threshold(20_000, 20, 20)
+
+
+def worker_exit(server: object, worker: object) -> None:
+    """Write out buffered push log lines before a worker process ends."""
+    app = getattr(worker, "wsgi", None)
+    receiver = getattr(app, "extensions", {}).get("connector")
+    if receiver is not None:
+        receiver.access_log.flush()
