@@ -41,14 +41,15 @@ from connector.rqjob import (
 # script text as literals at start-up, so each push sends only what differs: redis-py's
 # argument packing, not Redis, was the largest cost when they travelled as ARGV.
 # KEYS: 1 marker, 2 queue list, 3.. one job hash per destination
-# ARGV: 1 marker TTL, 2 RQ timestamp, then per job: id, data, description
+# ARGV: 1 marker TTL, 2 RQ timestamp, then per job: id, data
+# (No RQ 'description': the job id, '<destination>-<eventId>', already says it all.)
 _SCRIPT_TEMPLATE = """
 if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
   return 0
 end
 local pos = 3
 for k = 3, #KEYS do
-  local reply = redis.pcall('HSET', KEYS[k], 'data', ARGV[pos + 1], 'description', ARGV[pos + 2],
+  local reply = redis.pcall('HSET', KEYS[k], 'data', ARGV[pos + 1],
                             'created_at', ARGV[2], 'enqueued_at', ARGV[2]{static_fields})
   if type(reply) == 'table' and reply.err then
     redis.call('DEL', KEYS[1])
@@ -59,7 +60,7 @@ for k = 3, #KEYS do
     redis.call('DEL', KEYS[1])
     return reply
   end
-  pos = pos + 3
+  pos = pos + 2
 end
 return 1
 """
@@ -132,7 +133,6 @@ class Enqueuer:
             keys.append(JOB_PREFIX + jid)
             args.append(jid)
             args.append(job_payload(destination, body, received_at))
-            args.append(f"forward {destination} {event_id}")
         try:
             try:
                 # EVALSHA straight through execute_command: redis-py's Script wrapper added

@@ -4,8 +4,8 @@ RQ's own ``Queue.enqueue`` costs two MULTI round trips and builds a ``Job`` obje
 call; the receiver instead writes the job hash and pushes its id inside the same Lua
 script that dedupes the event (see ``connector.enqueue``). To stay byte-compatible with
 RQ, the field layout is taken once, at start-up, from a template job that RQ itself
-serialises (``JobTemplate.from_rq``); per push only the id, payload, description and
-timestamps change. ``tests/connector/test_enqueue.py`` runs these jobs through a real
+serialises (``JobTemplate.from_rq``); per push only the id, payload and
+timestamps change. ``tests/connector/test_receive.py`` runs these jobs through a real
 RQ worker, so a layout change in a new RQ release fails the tests, not production.
 
 Jobs reference the worker function by dotted path (``FORWARD_FUNC``) and use RQ's JSON

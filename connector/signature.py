@@ -22,7 +22,6 @@ import binascii
 import functools
 import hashlib
 import hmac
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -267,10 +266,16 @@ def _check_times(claims: dict[str, Any], *, now: float, leeway_s: float) -> None
 
 
 def _is_number(value: object) -> bool:
-    """A finite JSON number (bools are ints in Python; Infinity/NaN parse but are not times)."""
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    """A JSON number: ``type`` (not isinstance) so that booleans, which are ints, do not count.
+
+    Claims are parsed by orjson, which refuses NaN and Infinity, so any float is finite.
+    """
+    return type(value) in _NUMBER_TYPES
+
+
+_NUMBER_TYPES = (int, float)
 
 
 def _check_checksum(claimed: object, actual_hex: str) -> None:
-    if not isinstance(claimed, str) or not hmac.compare_digest(claimed.lower().encode(), actual_hex.encode()):
+    if type(claimed) is not str or not claimed.isascii() or not hmac.compare_digest(claimed.lower(), actual_hex):
         raise BadSignature("checksum-mismatch", "signature was made for a different body")

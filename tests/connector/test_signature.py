@@ -152,6 +152,18 @@ class TestHs256:
         token = sign(self.body, now=now, checksum_sha256=hashlib.sha256(self.body).hexdigest().upper())
         hs(self.body, token, now=now)
 
+    @pytest.mark.parametrize("claimed", ["é" * 64, 12345, None, ["x"]])
+    def test_odd_checksum_claims_are_mismatches_not_crashes(self, claimed):
+        now = time.time()
+        token = (
+            sign(self.body, now=now, checksum_sha256=claimed)
+            if claimed is not None
+            else sign(self.body, now=now, checksum_sha256=None, checksum=12)
+        )
+        with pytest.raises(BadSignature) as info:
+            hs(self.body, token, now=now)
+        assert info.value.reason == "checksum-mismatch"
+
     def test_no_checksum(self):
         now = time.time()
         with pytest.raises(BadSignature) as info:
