@@ -50,7 +50,7 @@ Targets alternate over ``--rounds`` rounds (rotated order) and the summary repor
 median of each figure across rounds. The machine is shared by the load generator, three
 gunicorn processes and Redis, so keep the load generator small (``-t1 -c16`` by default).
 
-    python -m bench.ingress                      # 3 rounds x 8 s, wrk -t1 -c16
+    python -m bench.ingress                      # 5 rounds x 8 s, wrk -t1 -c16
     python -m bench.ingress --rounds 5 --duration 10 --connections 32 --json bench/results/ingress.json
 
 Exit status: 0 when the target check passes, 1 when it fails, 2 on a setup problem.
@@ -690,7 +690,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--rounds", type=int, default=3, help="rounds; each runs every target once")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds; each runs every target once")
     parser.add_argument("--duration", type=int, default=8, help="seconds measured per run")
     parser.add_argument("--warmup", type=int, default=2, help="seconds of warm-up per run (not measured)")
     parser.add_argument("--connections", type=int, default=16, help="concurrent keep-alive connections")
