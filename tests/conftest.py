@@ -43,7 +43,8 @@ def redis(redis_server: EmbeddedRedis) -> Iterator[Redis]:
 
 
 def make_settings(redis_url: str, **overrides: Any) -> Settings:
-    options: dict[str, Any] = {"redis_url": redis_url, "signature_secrets": (SECRET,)}
+    # Access lines written at once, so they land in the test's own captured output.
+    options: dict[str, Any] = {"redis_url": redis_url, "signature_secrets": (SECRET,), "access_log_flush_ms": 0}
     options.update(overrides)
     return Settings(**options)
 

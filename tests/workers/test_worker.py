@@ -131,7 +131,13 @@ def test_push_and_worker_over_rediss_with_self_signed_certificate(tmp_path: Path
                 break
             except Exception:
                 time.sleep(0.05)
-        settings = Settings.from_env({"REDIS_URL": url, "DT_SIGNATURE_SECRET": make_settings(url).signature_secrets[0]})
+        settings = Settings.from_env(
+            {
+                "REDIS_URL": url,
+                "DT_SIGNATURE_SECRET": make_settings(url).signature_secrets[0],
+                "ACCESS_LOG_FLUSH_MS": "0",
+            }
+        )
         client = create_app(settings, configure_logs=False).test_client()
         assert push(client, dt_body(event_id="tls1")).status_code == 200
         assert probe.llen("rq:queue:dt-forward") == 1
