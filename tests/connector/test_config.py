@@ -18,6 +18,11 @@ def test_minimal_environment():
     assert settings.destinations == ("log",)
 
 
+def test_access_log_flush_interval():
+    assert Settings.from_env(BASE).access_log_flush_ms == 100
+    assert Settings.from_env({**BASE, "ACCESS_LOG_FLUSH_MS": "0"}).access_log_flush_ms == 0
+
+
 def test_rotation_list():
     settings = Settings.from_env({**BASE, "DT_SIGNATURE_SECRET": "new-secret-aaaa, old-secret-bbbb"})
     assert settings.signature_secrets == ("new-secret-aaaa", "old-secret-bbbb")
@@ -61,6 +66,7 @@ def test_insecure_opt_out_is_explicit_and_says_so():
         ({"REDIS_TIMEOUT_S": "60"}, "REDIS_TIMEOUT_S"),
         ({"CONNECTOR_QUEUE": "a:b"}, "CONNECTOR_QUEUE"),
         ({"CONNECTOR_DESTINATIONS": "log,pigeon"}, "CONNECTOR_DESTINATIONS"),
+        ({"ACCESS_LOG_FLUSH_MS": "-5"}, "ACCESS_LOG_FLUSH_MS"),
     ],
 )
 def test_errors_name_the_variable(env, variable):

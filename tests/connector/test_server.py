@@ -7,6 +7,7 @@ and coming back.
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import random
@@ -188,6 +189,46 @@ def test_redis_down_answers_503_then_recovers(redis: Redis):
             assert requests.get(f"{base}/readyz", timeout=5).status_code == 200
     finally:
         own.stop()
+
+
+def test_buffered_access_lines_are_flushed_when_the_server_stops(redis: Redis, redis_server: EmbeddedRedis, tmp_path):
+    """Lines waiting in the buffer reach stdout on a graceful stop (SIGTERM), not lost."""
+    log_path = tmp_path / "web.log"
+    port = free_port()
+    env = {**os.environ, "REDIS_URL": redis_server.url, "DT_SIGNATURE_SECRET": SECRET, "ACCESS_LOG_FLUSH_MS": "5000"}
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "-c",
+                "python:connector.gunicorn_config",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "connector:create_app()",
+            ],
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            base = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    requests.get(f"{base}/healthz", timeout=1)
+                    break
+                except requests.RequestException:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.1)
+            for n in range(5):
+                assert post(base, dt_body(event_id=f"flush{n}")).status_code == 200
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+    logged = [line for line in log_path.read_text().splitlines() if '"log":"push"' in line]
+    assert sorted(json.loads(line)["eventId"] for line in logged) == [f"flush{n}" for n in range(5)]
 
 
 def test_chunked_upload_over_limit_is_413(redis: Redis, redis_server: EmbeddedRedis):
