@@ -6,6 +6,8 @@ import json
 import logging
 from typing import Any
 
+from workers.readings import UnreadableEvent, readings_of
+
 log = logging.getLogger("workers.forward")
 
 
@@ -29,19 +31,19 @@ def forward(destination: str, push: dict[str, Any], received_at: float) -> str:
 
 def _to_log(push: dict[str, Any], received_at: float) -> str:
     event = push.get("event", {})
-    log.info(
-        json.dumps(
-            {
-                "log": "forward",
-                "destination": "log",
-                "eventId": event.get("eventId"),
-                "eventType": event.get("eventType"),
-                "targetName": event.get("targetName"),
-                "labels": push.get("labels", {}),
-                "data": event.get("data"),
-                "receivedAt": received_at,
-            },
-            separators=(",", ":"),
-        )
-    )
+    line: dict[str, Any] = {
+        "log": "forward",
+        "destination": "log",
+        "eventId": event.get("eventId"),
+        "eventType": event.get("eventType"),
+        "targetName": event.get("targetName"),
+        "labels": push.get("labels", {}),
+        "receivedAt": received_at,
+    }
+    try:
+        line["readings"] = [{"at": r.at, **r.values} for r in readings_of(event)]
+    except UnreadableEvent as exc:
+        line["unreadable"] = str(exc)
+        line["data"] = event.get("data")
+    log.info(json.dumps(line, separators=(",", ":")))
     return "logged"

@@ -31,6 +31,7 @@ def test_forward_to_log_writes_the_event(caplog):
         assert forward("log", doc, 1.5) == "logged"
     line = json.loads(caplog.records[-1].getMessage())
     assert line["eventId"] == "w1" and line["labels"] == {"name": "Fridge 3"} and line["receivedAt"] == 1.5
+    assert line["readings"] == [{"at": "2024-05-29T10:34:03.970415Z", "temperature_c": 27.05}]
 
 
 def test_unknown_destination_fails_loudly():

@@ -1,0 +1,311 @@
+"""Translators and mapping: every DT event type, MOOST and Spot field rules, mapping errors."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import replace
+
+import pytest
+
+from tests.workers.samples import DATA, PROJECT, push_of
+from workers import mapping as mapping_module
+from workers import readings as readings_module
+from workers import translate as translate_module
+from workers.mapping import MappingError, SpotRule, load_mapping, parse_mapping
+from workers.readings import ALL_DT_EVENT_TYPES, VALUE_NAMES, readings_of
+from workers.translate import InvalidEvent, Skipped, epoch_seconds, rfc3339_millis, to_moost, to_spot
+
+CUSTOMER = "656730be2bc9719e6e5ed51d"
+MAPPING = load_mapping()
+TS = 1716978843  # 2024-05-29T10:34:03Z
+
+
+def with_spot_ids(mapping=MAPPING):
+    """The default mapping with a Spot event type id set for every forwarded type."""
+    spot = {t: (r if r.skip else replace(r, event_type_id=100 + n)) for n, (t, r) in enumerate(mapping.spot.items())}
+    return replace(mapping, spot=spot)
+
+
+class TestReadings:
+    @pytest.mark.parametrize("event_type", ALL_DT_EVENT_TYPES)
+    def test_every_type_reads_its_documented_fields(self, event_type):
+        readings = readings_of(push_of(event_type)["event"])
+        assert len(readings) == 1
+        if event_type == "labelsChanged":  # named after the labels themselves
+            assert all(name.startswith(("added_", "modified_", "removed")) for name in readings[0].values)
+        else:
+            assert readings[0].values and set(readings[0].values) <= VALUE_NAMES[event_type]
+        assert readings[0].at
+
+    def test_values_and_units(self):
+        assert readings_of(push_of("temperature")["event"])[0].values == {"temperature_c": 21.45}
+        assert readings_of(push_of("humidity")["event"])[0].values == {
+            "temperature_c": 22.1,
+            "relative_humidity_pct": 41.5,
+        }
+        assert readings_of(push_of("co2")["event"])[0].values == {"ppm": 612}
+        assert readings_of(push_of("pressure")["event"])[0].values == {"pascal": 101325.5}
+        assert readings_of(push_of("touchCount")["event"])[0].values == {"total": 12}
+        assert readings_of(push_of("contact")["event"])[0].values == {"state": "OPEN"}
+
+    def test_backfilled_temperature_gives_one_reading_per_sample(self):
+        data = {
+            "temperature": {
+                "value": 20.0,
+                "updateTime": "2024-05-29T10:40:00Z",
+                "samples": [
+                    {"value": 20.0, "sampleTime": "2024-05-29T10:30:00Z"},
+                    {"value": 19.5, "sampleTime": "2024-05-29T10:15:00Z"},
+                ],
+                "isBackfilled": True,
+            }
+        }
+        readings = readings_of(push_of("temperature", data=data)["event"])
+        assert [(r.at, r.values["temperature_c"]) for r in readings] == [
+            ("2024-05-29T10:30:00Z", 20.0),
+            ("2024-05-29T10:15:00Z", 19.5),
+        ]
+
+    def test_labels_changed_uses_the_envelope_time(self):
+        reading = readings_of(push_of("labelsChanged")["event"])[0]
+        assert reading.at == "2024-05-29T10:34:04.120000Z"
+        assert reading.values == {"added_room": "3.14", "modified_name": "Fridge 4", "removed": "old"}
+
+    @pytest.mark.parametrize(
+        ("event_type", "data"),
+        [
+            ("temperature", {"temperature": {"value": "warm"}}),
+            ("temperature", {}),
+            ("co2", {"co2": {"ppm": None}}),
+            ("contact", {"contact": {"state": ""}}),
+            ("humidity", {"humidity": {"isBackfilled": True, "samples": []}}),
+        ],
+    )
+    def test_broken_data_is_unreadable(self, event_type, data):
+        with pytest.raises(readings_module.UnreadableEvent):
+            readings_of(push_of(event_type, data=data)["event"])
+
+
+class TestMoost:
+    def test_temperature(self):
+        batch = to_moost(push_of("temperature"), MAPPING, customer_id=CUSTOMER)
+        assert batch.historical is False
+        assert batch.events == [
+            {
+                "timestamp": TS,
+                "customerId": CUSTOMER,
+                "customerBuildingId": "site-42",
+                "deviceId": "bchonod7rihjtvdmd2vg",
+                "deviceName": "Fridge 3",
+                "value": 21.45,
+                "type": "TEMPERATURE",
+                "source": "THERMAL_ZONE",
+            }
+        ]
+
+    def test_contact_states_become_switch_state(self):
+        open_ = to_moost(push_of("contact"), MAPPING, customer_id=CUSTOMER).events[0]
+        closed_data = {"contact": {"state": "CLOSED", "updateTime": "2024-05-29T10:34:03Z"}}
+        closed = to_moost(push_of("contact", data=closed_data), MAPPING, customer_id=CUSTOMER).events[0]
+        assert (open_["type"], open_["value"], closed["value"]) == ("SWITCH_STATE", 1, 0)
+
+    def test_humidity_sends_its_temperature(self):
+        event = to_moost(push_of("humidity"), MAPPING, customer_id=CUSTOMER).events[0]
+        assert (event["type"], event["value"]) == ("TEMPERATURE", 22.1)
+
+    def test_backfilled_goes_historical_one_event_per_sample(self):
+        data = copy.deepcopy(DATA["temperature"])
+        data["temperature"]["isBackfilled"] = True
+        data["temperature"]["samples"] = [
+            {"value": 20.0, "sampleTime": "2024-05-29T10:30:00Z"},
+            {"value": 19.5, "sampleTime": "2024-05-29T10:15:00.5Z"},
+        ]
+        batch = to_moost(push_of("temperature", data=data), MAPPING, customer_id=CUSTOMER)
+        assert batch.historical is True
+        assert [(e["timestamp"], e["value"]) for e in batch.events] == [(1716978600, 20.0), (1716977700, 19.5)]
+
+    @pytest.mark.parametrize("event_type", ALL_DT_EVENT_TYPES)
+    def test_every_type_has_an_explicit_fate(self, event_type):
+        try:
+            batch = to_moost(push_of(event_type), MAPPING, customer_id=CUSTOMER)
+        except Skipped as skipped:
+            assert skipped.reason == "not-mapped" and skipped.detail
+        else:
+            assert batch.events and all(type(e["value"]) in (int, float) for e in batch.events)
+
+    def test_device_name_falls_back_to_the_device_id_and_is_shortened(self):
+        unnamed = to_moost(push_of("temperature", labels={"moost_building": "b1"}), MAPPING, customer_id=CUSTOMER)
+        assert unnamed.events[0]["deviceName"] == "bchonod7rihjtvdmd2vg"
+        long_name = push_of("temperature", labels={"moost_building": "b1", "name": "x" * 300})
+        assert len(to_moost(long_name, MAPPING, customer_id=CUSTOMER).events[0]["deviceName"]) == 100
+
+    def test_no_building_is_skipped_unless_a_default_exists(self):
+        unlabelled = push_of("temperature", labels={"name": "n"})
+        with pytest.raises(Skipped) as info:
+            to_moost(unlabelled, MAPPING, customer_id=CUSTOMER)
+        assert info.value.reason == "no-building"
+        with_default = replace(MAPPING, default_building="main-site")
+        assert to_moost(unlabelled, with_default, customer_id=CUSTOMER).events[0]["customerBuildingId"] == "main-site"
+
+    @pytest.mark.parametrize(
+        ("push", "customer", "message"),
+        [
+            (push_of("temperature"), "short", "customerId"),
+            (push_of("temperature", labels={"moost_building": "site/42"}), CUSTOMER, "customerBuildingId"),
+            (push_of("temperature", device_id="ab"), CUSTOMER, "deviceId"),
+            (push_of("temperature", device_id="a" * 65), CUSTOMER, "deviceId"),
+            (
+                push_of("contact", data={"contact": {"state": "AJAR", "updateTime": "2024-05-29T10:34:03Z"}}),
+                CUSTOMER,
+                "map",
+            ),
+            (
+                push_of("temperature", data={"temperature": {"value": 1, "updateTime": "yesterday"}}),
+                CUSTOMER,
+                "RFC 3339",
+            ),
+        ],
+    )
+    def test_pattern_violations_are_permanent_failures(self, push, customer, message):
+        with pytest.raises(InvalidEvent, match=message):
+            to_moost(push, MAPPING, customer_id=customer)
+
+
+class TestSpot:
+    mapping = with_spot_ids()
+
+    def test_temperature(self):
+        [body] = to_spot(push_of("temperature"), self.mapping)
+        assert body["integration_event_type_id"] == self.mapping.spot["temperature"].event_type_id
+        assert body["timestamp"] == "2024-05-29T10:34:03.970Z"
+        assert body["device_external_id"] == "bchonod7rihjtvdmd2vg"
+        assert body["attributes"] == {
+            "temperature_c": 21.45,
+            "device_id": "bchonod7rihjtvdmd2vg",
+            "project_id": PROJECT,
+            "dt_event_type": "temperature",
+            "label_name": "Fridge 3",
+            "label_moost_building": "site-42",
+        }
+        assert "duration" not in body
+
+    def test_contact_carries_state_and_duration(self):
+        [body] = to_spot(push_of("contact"), self.mapping)
+        assert body["attributes"]["state"] == "OPEN"
+        assert body["duration"] == 10000
+
+    @pytest.mark.parametrize("event_type", ALL_DT_EVENT_TYPES)
+    def test_every_type_has_an_explicit_fate(self, event_type):
+        try:
+            bodies = to_spot(push_of(event_type), self.mapping)
+        except Skipped as skipped:
+            assert skipped.reason == "not-mapped"
+        else:
+            assert bodies and all(b["timestamp"].endswith("Z") for b in bodies)
+
+    def test_unset_event_type_id_is_skipped_with_the_key_to_set(self):
+        with pytest.raises(Skipped) as info:
+            to_spot(push_of("co2"), MAPPING)
+        assert info.value.reason == "spot-type-not-set"
+        assert "events.co2.spot.event_type_id" in info.value.detail
+
+    def test_prefix_and_overlong_external_id(self):
+        prefixed = replace(self.mapping, spot_device_prefix="dt-")
+        assert to_spot(push_of("co2"), prefixed)[0]["device_external_id"] == "dt-bchonod7rihjtvdmd2vg"
+        with pytest.raises(InvalidEvent):
+            to_spot(push_of("co2", device_id="d" * 256), self.mapping)
+
+    def test_buffer_is_sent_when_configured(self):
+        rules = dict(self.mapping.spot)
+        rules["co2"] = SpotRule(event_type_id=7, buffer_ms=120000)
+        [body] = to_spot(push_of("co2"), replace(self.mapping, spot=rules))
+        assert body["buffer"] == 120000
+
+
+class TestTimes:
+    @pytest.mark.parametrize(
+        ("text", "seconds", "millis"),
+        [
+            ("2024-05-29T10:34:03.970415Z", TS, "2024-05-29T10:34:03.970Z"),
+            ("2024-05-29T10:34:03Z", TS, "2024-05-29T10:34:03.000Z"),
+            ("2024-05-29T12:34:03.9999999+02:00", TS, "2024-05-29T10:34:03.999Z"),
+            ("2024-05-29T10:34:03.1z", TS, "2024-05-29T10:34:03.100Z"),
+        ],
+    )
+    def test_conversions(self, text, seconds, millis):
+        assert epoch_seconds(text) == seconds
+        assert rfc3339_millis(text) == millis
+
+    @pytest.mark.parametrize("text", ["", "2024-05-29", "2024-13-01T00:00:00Z", "1716978843", "2024-05-29T10:34:03"])
+    def test_rejects_non_rfc3339(self, text):
+        with pytest.raises(InvalidEvent):
+            epoch_seconds(text)
+
+
+class TestMapping:
+    def test_default_mapping_gives_every_dt_type_an_explicit_fate_for_both_destinations(self):
+        assert set(MAPPING.moost) == set(ALL_DT_EVENT_TYPES) == set(MAPPING.spot)
+        assert MAPPING.building_label == "moost_building"
+
+    @pytest.mark.parametrize(
+        ("toml", "key"),
+        [
+            ("version = 2", "version"),
+            ('version = 1\n[moost]\nbuilding_label = ""', "moost.building_label"),
+            ('version = 1\n[moost]\nbuilding_label = "b"\n[events.quantum.moost]\nskip = "x"', "events.quantum"),
+            ('version = 1\n[moost]\nbuilding_label = "b"\n[events.co2.pigeon]\nskip = "x"', "events.co2.pigeon"),
+            (
+                'version = 1\n[moost]\nbuilding_label = "b"\n[events.co2.moost]\ntype = "CO2"\nvalue = "ppm"',
+                "events.co2.moost.type",
+            ),
+            (
+                'version = 1\n[moost]\nbuilding_label = "b"\n[events.co2.moost]\ntype = "TEMPERATURE"\nvalue = "c"',
+                "events.co2.moost.value",
+            ),
+            (
+                'version = 1\n[moost]\nbuilding_label = "b"\n[events.contact.moost]\n'
+                'type = "SWITCH_STATE"\nvalue = "state"',
+                "events.contact.moost.map",
+            ),
+            (
+                'version = 1\n[moost]\nbuilding_label = "b"\n[events.co2.moost]\ntype = "TEMPERATURE"\nvalue = "ppm"\n'
+                'source = "TOASTER"',
+                "events.co2.moost.source",
+            ),
+            ('version = 1\n[moost]\nbuilding_label = "b"\n[events.co2.moost]\nskip = ""', "events.co2.moost.skip"),
+            (
+                'version = 1\n[moost]\nbuilding_label = "b"\n[events.co2.spot]\nevent_type_id = "7"',
+                "events.co2.spot.event_type_id",
+            ),
+            (
+                'version = 1\n[moost]\nbuilding_label = "b"\n[events.co2.spot]\n'
+                'event_type_id = 7\nduration_ms = 600001',
+                "events.co2.spot.duration_ms",
+            ),
+            (
+                'version = 1\n[moost]\nbuilding_label = "b"\n[events.co2.spot]\nevent_type_id = 7\ncolour = 1',
+                "events.co2.spot.colour",
+            ),
+            ("version = [", "not valid TOML"),
+        ],
+    )
+    def test_errors_name_the_key(self, toml, key):
+        with pytest.raises(MappingError, match=key.replace(".", r"\.")):
+            parse_mapping(toml)
+
+    def test_types_missing_from_a_user_mapping_are_skipped_with_a_reason(self):
+        small = parse_mapping('version = 1\n[moost]\nbuilding_label = "site"')
+        with pytest.raises(Skipped) as info:
+            to_moost(push_of("temperature"), small, customer_id=CUSTOMER)
+        assert "not in the mapping" in info.value.detail
+
+    def test_unreadable_file_names_the_variable(self, tmp_path):
+        with pytest.raises(MappingError, match="CONNECTOR_MAPPING"):
+            load_mapping(tmp_path / "missing.toml")
+
+
+def test_pure_modules_do_no_io():
+    for module in (readings_module, translate_module, mapping_module):
+        names = vars(module)
+        for forbidden in ("flask", "redis", "requests", "time", "Redis", "socket"):
+            assert forbidden not in names, f"{module.__name__} imports {forbidden}"

@@ -1,0 +1,254 @@
+"""DT push → MOOST events and Spot AI integration events. Pure: no I/O, no clock.
+
+``to_moost`` and ``to_spot`` take a push body (``{"event", "labels", "metadata"}``) and
+the validated ``Mapping`` and return request payloads, or raise:
+
+* ``Skipped`` — the mapping says this type does not go to that destination, or the
+  device lacks what routing needs (no building): counted and logged, not an error;
+* ``InvalidEvent`` — the event cannot be made valid for the destination (a field would
+  break the API's documented pattern): a permanent failure, never retried, because
+  sending it would only earn a 400 again and again.
+
+Field rules follow the APIs' published specs (see shared/reference/downstream-apis.md):
+MOOST ``timestamp`` is epoch **seconds**; Spot ``timestamp`` is RFC 3339 with milliseconds.
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from workers.mapping import Mapping
+from workers.readings import Reading, UnreadableEvent, readings_of
+
+MOOST_CUSTOMER_ID = re.compile(r"[a-zA-Z0-9]{24}")
+MOOST_BUILDING_ID = re.compile(r"[a-zA-Z0-9:._-]{1,100}")
+MOOST_DEVICE_ID = re.compile(r"[a-zA-Z0-9:._-]{3,64}")
+MOOST_NAME_MAX = 100
+SPOT_EXTERNAL_ID_MAX = 255
+MAX_EPOCH_SECONDS = 10**11  # far beyond any date in seconds; catches milliseconds sent as seconds
+
+_RFC3339 = re.compile(r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(Z|z|[+-]\d{2}:\d{2})")
+
+
+class Skipped(Exception):
+    """Not for this destination; ``reason`` is a short slug, ``detail`` a sentence."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class InvalidEvent(Exception):
+    """The event cannot be delivered as it is (permanent failure); the message says why."""
+
+
+@dataclass(frozen=True)
+class MoostBatch:
+    """MOOST events for one push and the endpoint they belong to."""
+
+    historical: bool
+    events: list[dict[str, Any]]
+
+
+def to_moost(push: dict[str, Any], mapping: Mapping, *, customer_id: str) -> MoostBatch:
+    """MOOST ``Event`` bodies for ``push``.
+
+    Live events go to ``POST /events/v1`` one by one; backfilled ones (and replays,
+    decided by the caller) to ``POST /events/historical/v1`` as a batch.
+
+    Raises:
+        Skipped: the type is not mapped to MOOST, or the device has no building.
+        InvalidEvent: a field would violate MOOST's published patterns.
+    """
+    event = _event(push)
+    rule = mapping.moost_rule(event["eventType"])
+    if rule.skip is not None:
+        raise Skipped("not-mapped", rule.skip)
+    labels = _labels(push)
+    device_id = device_id_of(push)
+    building = labels.get(mapping.building_label) or mapping.default_building
+    if not building:
+        raise Skipped("no-building", f"device has no {mapping.building_label!r} label and no default building is set")
+    if not MOOST_CUSTOMER_ID.fullmatch(customer_id):
+        raise InvalidEvent("customerId must be 24 letters or digits (MOOST_CUSTOMER_ID)")
+    if not MOOST_BUILDING_ID.fullmatch(building):
+        raise InvalidEvent(f"customerBuildingId {building!r} must match ^[a-zA-Z0-9:._-]{{1,100}}$")
+    if not MOOST_DEVICE_ID.fullmatch(device_id):
+        raise InvalidEvent(f"deviceId {device_id!r} must match ^[a-zA-Z0-9:._-]{{3,64}}$")
+    name = (labels.get("name") or "").strip() or device_id
+    events = []
+    for reading in _readings(event):
+        raw = reading.values.get(rule.value)
+        if raw is None:
+            raise InvalidEvent(f"reading has no {rule.value!r} value")
+        if rule.value_map:
+            if str(raw) not in rule.value_map:
+                raise InvalidEvent(f"{rule.value} {raw!r} has no number in the mapping's map")
+            value: float = rule.value_map[str(raw)]
+        elif type(raw) in (int, float):
+            value = raw  # type: ignore[assignment]
+        else:
+            raise InvalidEvent(f"{rule.value} {raw!r} is not a number")
+        body: dict[str, Any] = {
+            "timestamp": epoch_seconds(reading.at),
+            "customerId": customer_id,
+            "customerBuildingId": building,
+            "deviceId": device_id,
+            "deviceName": name[:MOOST_NAME_MAX],  # cosmetic: shorten rather than fail
+            "value": value,
+            "type": rule.type,
+        }
+        if rule.source:
+            body["source"] = rule.source
+        events.append(body)
+    return MoostBatch(historical=is_backfilled(push), events=events)
+
+
+def to_spot(push: dict[str, Any], mapping: Mapping) -> list[dict[str, Any]]:
+    """Spot ``Ingest Integration Event`` bodies for ``push`` (one per reading).
+
+    Raises:
+        Skipped: the type is not mapped to Spot, or its Spot event type id is not set.
+        InvalidEvent: the event cannot be expressed (no time, id too long).
+    """
+    event = _event(push)
+    event_type = event["eventType"]
+    rule = mapping.spot_rule(event_type)
+    if rule.skip is not None:
+        raise Skipped("not-mapped", rule.skip)
+    if rule.event_type_id == 0:
+        raise Skipped("spot-type-not-set", f"events.{event_type}.spot.event_type_id is 0 in the mapping")
+    labels = _labels(push)
+    device_id = device_id_of(push)
+    external_id = mapping.spot_device_prefix + device_id
+    if not 1 <= len(external_id) <= SPOT_EXTERNAL_ID_MAX:
+        raise InvalidEvent(f"device_external_id must be 1 to {SPOT_EXTERNAL_ID_MAX} characters")
+    metadata = push.get("metadata") if isinstance(push.get("metadata"), dict) else {}
+    project_id = (metadata or {}).get("projectId") or _project_of(event)
+    bodies = []
+    for reading in _readings(event):
+        attributes: dict[str, Any] = dict(reading.values)
+        attributes["device_id"] = device_id
+        attributes["project_id"] = project_id
+        attributes["dt_event_type"] = event_type
+        for key, value in labels.items():
+            attributes[f"label_{key}"] = value
+        body: dict[str, Any] = {
+            "integration_event_type_id": rule.event_type_id,
+            "timestamp": rfc3339_millis(reading.at),
+            "device_external_id": external_id,
+            "attributes": attributes,
+        }
+        if rule.duration_ms is not None:
+            body["duration"] = rule.duration_ms
+        if rule.buffer_ms is not None:
+            body["buffer"] = rule.buffer_ms
+        bodies.append(body)
+    return bodies
+
+
+def device_id_of(push: dict[str, Any]) -> str:
+    """The DT device id: ``metadata.deviceId``, else the last segment of ``targetName``."""
+    metadata = push.get("metadata")
+    if isinstance(metadata, dict) and isinstance(metadata.get("deviceId"), str) and metadata["deviceId"]:
+        return str(metadata["deviceId"])
+    target = _event(push).get("targetName")
+    if isinstance(target, str) and "/devices/" in target:
+        return target.rsplit("/", 1)[-1]
+    raise InvalidEvent("event names no device (no metadata.deviceId or targetName)")
+
+
+def is_backfilled(push: dict[str, Any]) -> bool:
+    """True for DT's backfilled events (uploaded after the sensor was offline)."""
+    event = _event(push)
+    data = event.get("data")
+    inner = data.get(event["eventType"]) if isinstance(data, dict) else None
+    return isinstance(inner, dict) and inner.get("isBackfilled") is True
+
+
+def epoch_seconds(at: str) -> int:
+    """Whole Unix seconds of an RFC 3339 time (any fraction, any offset).
+
+    Raises:
+        InvalidEvent: not an RFC 3339 time, or implausibly far in the future.
+    """
+    year, month, day, hour, minute, second, _fraction, offset = _parse(at)
+    seconds = calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0)) - offset
+    if not 0 <= seconds < MAX_EPOCH_SECONDS:
+        raise InvalidEvent(f"time {at!r} is out of range")
+    return seconds
+
+
+def rfc3339_millis(at: str) -> str:
+    """An RFC 3339 time in UTC with exactly millisecond precision (``…:05.533Z``).
+
+    Raises:
+        InvalidEvent: not an RFC 3339 time.
+    """
+    year, month, day, hour, minute, second, fraction, offset = _parse(at)
+    if offset:
+        seconds = calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0)) - offset
+        year, month, day, hour, minute, second = _utc_fields(seconds)
+    millis = (fraction + "000")[:3]  # truncate: never round into the next second
+    return f"{year:04d}-{month:02d}-{day:02d}T{hour:02d}:{minute:02d}:{second:02d}.{millis}Z"
+
+
+def _utc_fields(seconds: int) -> tuple[int, int, int, int, int, int]:
+    t = _EPOCH + timedelta(seconds=seconds)
+    return t.year, t.month, t.day, t.hour, t.minute, t.second
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _parse(at: str) -> tuple[int, int, int, int, int, int, str, int]:
+    match = _RFC3339.fullmatch(at) if isinstance(at, str) else None
+    if match is None:
+        raise InvalidEvent(f"time {at!r} is not RFC 3339")
+    year, month, day, hour, minute, second = (int(match.group(i)) for i in range(1, 7))
+    fraction = match.group(7) or ""
+    zone = match.group(8)
+    offset = 0
+    if zone not in ("Z", "z"):
+        sign = 1 if zone[0] == "+" else -1
+        offset = sign * (int(zone[1:3]) * 3600 + int(zone[4:6]) * 60)
+    if not (1 <= month <= 12 and 1 <= day <= 31 and hour <= 23 and minute <= 59 and second <= 60):
+        raise InvalidEvent(f"time {at!r} is not a valid date")
+    return year, month, day, hour, minute, min(second, 59), fraction, offset
+
+
+def _event(push: dict[str, Any]) -> dict[str, Any]:
+    event = push.get("event")
+    if not isinstance(event, dict) or not isinstance(event.get("eventType"), str):
+        raise InvalidEvent("push has no event with an eventType")
+    return event
+
+
+def _labels(push: dict[str, Any]) -> dict[str, str]:
+    labels = push.get("labels")
+    if not isinstance(labels, dict):
+        return {}
+    return {str(k): str(v) for k, v in labels.items()}
+
+
+def _project_of(event: dict[str, Any]) -> str:
+    target = event.get("targetName")
+    if isinstance(target, str) and target.startswith("projects/"):
+        return target.split("/")[1]
+    return ""
+
+
+def _readings(event: dict[str, Any]) -> list[Reading]:
+    try:
+        readings = readings_of(event)
+    except UnreadableEvent as exc:
+        raise InvalidEvent(str(exc)) from None
+    for reading in readings:
+        if not reading.at:
+            raise InvalidEvent("event has no time")
+    return readings
