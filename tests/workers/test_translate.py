@@ -279,7 +279,7 @@ class TestMapping:
             ),
             (
                 'version = 1\n[moost]\nbuilding_label = "b"\n[events.co2.spot]\n'
-                'event_type_id = 7\nduration_ms = 600001',
+                "event_type_id = 7\nduration_ms = 600001",
                 "events.co2.spot.duration_ms",
             ),
             (

@@ -1,0 +1,139 @@
+"""Sending to downstream APIs: the only ``requests`` I/O, plus the pure rules around it.
+
+* ``classify`` (pure) turns an HTTP answer into an ``Outcome``: delivered, retry later
+  (connection trouble, timeouts, 408/425/429, 5xx) or failed for good (other 4xx, 3xx).
+* ``retry_delay_s`` (pure) picks the wait before the next attempt from an exponential
+  schedule spanning more than 12 hours, with jitter, honouring ``Retry-After``.
+* ``Sender`` holds one keep-alive ``requests.Session`` per worker process, always with
+  explicit timeouts, and sends the DT eventId as ``Idempotency-Key`` so a downstream that
+  supports it can drop the duplicate an at-least-once retry may cause.
+"""
+
+from __future__ import annotations
+
+import email.utils
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import requests
+
+DEFAULT_SCHEDULE_S: tuple[int, ...] = (10, 30, 120, 300, 900, 1800, 3600, 7200, 10800, 14400, 14400)
+"""Waits before retries 1..11: about 14.9 h in all, beyond DT's own 12 h redelivery window."""
+
+JITTER = 0.2
+"""Each wait is spread ±20 % so retries of many events do not arrive in lockstep."""
+
+MAX_RETRY_AFTER_S = 3600.0
+"""A downstream's ``Retry-After`` is honoured up to an hour; beyond that the schedule rules."""
+
+DEFAULT_TIMEOUT_S = (3.05, 10.0)
+"""(connect, read) seconds: well inside a job timeout below Heroku's 30 s shutdown window."""
+
+EXCERPT_CHARS = 500
+"""How much of an error response is kept for the dead-letter record."""
+
+Kind = Literal["delivered", "retry", "failed"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one request, and what to do next."""
+
+    kind: Kind
+    reason: str
+    status: int | None = None
+    retry_after_s: float | None = None
+    excerpt: str = ""
+
+
+def classify(status: int, headers: Mapping[str, str], excerpt: str, *, now: float) -> Outcome:
+    """The outcome of an HTTP answer. Pure.
+
+    ``headers`` must look names up case-insensitively (``requests`` headers do).
+    """
+    if 200 <= status < 300:
+        return Outcome("delivered", "ok", status)
+    if status in (408, 425, 429) or status >= 500:
+        retry_after = parse_retry_after(headers.get("Retry-After"), now=now)
+        return Outcome("retry", f"http-{status}", status, retry_after, excerpt[:EXCERPT_CHARS])
+    if 300 <= status < 400:
+        return Outcome("failed", "unexpected-redirect", status, excerpt=excerpt[:EXCERPT_CHARS])
+    return Outcome("failed", f"http-{status}", status, excerpt=excerpt[:EXCERPT_CHARS])
+
+
+def parse_retry_after(value: str | None, *, now: float) -> float | None:
+    """Seconds to wait from a ``Retry-After`` value (delta-seconds or HTTP-date). Pure."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+def retry_delay_s(
+    attempt: int,
+    *,
+    rand: float,
+    retry_after_s: float | None = None,
+    schedule: Sequence[int] = DEFAULT_SCHEDULE_S,
+) -> float | None:
+    """Seconds to wait before retry number ``attempt`` (1-based), or None when exhausted. Pure.
+
+    ``rand`` is a uniform number in [0, 1) supplied by the caller (so this stays
+    deterministic under test).
+    """
+    if attempt < 1 or attempt > len(schedule):
+        return None
+    delay = schedule[attempt - 1] * (1 + JITTER * (2 * rand - 1))
+    if retry_after_s is not None:
+        delay = max(delay, min(retry_after_s, MAX_RETRY_AFTER_S))
+    return delay
+
+
+class Sender:
+    """Sends JSON over one keep-alive session; never raises for network trouble."""
+
+    def __init__(
+        self,
+        *,
+        timeout_s: tuple[float, float] = DEFAULT_TIMEOUT_S,
+        session: requests.Session | None = None,
+        user_agent: str = "dt-connector",
+    ) -> None:
+        self.timeout_s = timeout_s
+        self.session = session or requests.Session()
+        self.session.headers["User-Agent"] = user_agent
+
+    def post_json(
+        self,
+        url: str,
+        body: Any,
+        *,
+        headers: Mapping[str, str] | None = None,
+        idempotency_key: str | None = None,
+        now: float,
+    ) -> Outcome:
+        """POST ``body`` as JSON and classify the answer.
+
+        Connection failures and timeouts become ``retry`` outcomes; nothing raises.
+        """
+        all_headers = dict(headers or {})
+        if idempotency_key:
+            all_headers["Idempotency-Key"] = idempotency_key
+        try:
+            response = self.session.post(url, json=body, headers=all_headers, timeout=self.timeout_s)
+        except requests.Timeout:
+            return Outcome("retry", "timeout")
+        except requests.ConnectionError:
+            return Outcome("retry", "connection-error")
+        except requests.RequestException as exc:
+            return Outcome("retry", f"request-error:{type(exc).__name__}")
+        return classify(response.status_code, response.headers, response.text[:EXCERPT_CHARS], now=now)
