@@ -42,8 +42,16 @@ DEFAULT_REDIS_TIMEOUT_S = 2.0
 DEFAULT_ACCESS_LOG_FLUSH_MS = 100
 """How long a push's log line may wait to be written with others (0: write at once)."""
 
-KNOWN_DESTINATIONS = ("log",)
-"""Destinations the workers can deliver to (more arrive with the forwarding work)."""
+KNOWN_DESTINATIONS = ("log", "moost", "spot")
+"""Destinations the workers can deliver to."""
+
+DEFAULT_MOOST_BASE_URL = "https://api.moost.io"
+DEFAULT_SPOT_BASE_URL = "https://dev-api.spot.ai"
+
+_DESTINATION_VARIABLES = {
+    "moost": ("MOOST_CLIENT_ID", "MOOST_CLIENT_SECRET", "MOOST_CUSTOMER_ID"),
+    "spot": ("SPOT_API_KEY", "SPOT_INTEGRATION_ID"),
+}
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -72,6 +80,15 @@ class Settings:
     redis_tls_verify: bool = False
     destinations: tuple[str, ...] = ("log",)
     access_log_flush_ms: int = DEFAULT_ACCESS_LOG_FLUSH_MS
+    moost_base_url: str = DEFAULT_MOOST_BASE_URL
+    moost_client_id: str = ""
+    moost_client_secret: str = field(default="", repr=False)
+    moost_customer_id: str = ""
+    spot_base_url: str = DEFAULT_SPOT_BASE_URL
+    spot_api_key: str = field(default="", repr=False)
+    spot_integration_id: int = 0
+    mapping_path: str | None = None
+    forward_timeout_s: float = 10.0
 
     def __post_init__(self) -> None:
         if not (self.signature_secrets or self.asymmetric or self.insecure_skip_verify):
@@ -119,7 +136,7 @@ class Settings:
             secrets = ()
         org_id = env.get("DT_ORG_ID", "").strip() or None
         asymmetric_default = "on" if org_id else "off"
-        destinations = tuple(d.strip() for d in env.get("CONNECTOR_DESTINATIONS", "log").split(",") if d.strip())
+        destinations = _destinations(env)
         return cls(
             redis_url=redis_url,
             signature_secrets=secrets,
@@ -137,7 +154,49 @@ class Settings:
             redis_tls_verify=_bool(env, "REDIS_TLS_VERIFY", "0"),
             destinations=destinations,
             access_log_flush_ms=_int(env, "ACCESS_LOG_FLUSH_MS", DEFAULT_ACCESS_LOG_FLUSH_MS, 0, 5000),
+            moost_base_url=_url(env, "MOOST_BASE_URL", DEFAULT_MOOST_BASE_URL),
+            moost_client_id=env.get("MOOST_CLIENT_ID", "").strip(),
+            moost_client_secret=env.get("MOOST_CLIENT_SECRET", "").strip(),
+            moost_customer_id=env.get("MOOST_CUSTOMER_ID", "").strip(),
+            spot_base_url=_url(env, "SPOT_BASE_URL", DEFAULT_SPOT_BASE_URL),
+            spot_api_key=env.get("SPOT_API_KEY", "").strip(),
+            spot_integration_id=_int(env, "SPOT_INTEGRATION_ID", 0, 0, 2**31 - 1),
+            mapping_path=env.get("CONNECTOR_MAPPING", "").strip() or None,
+            forward_timeout_s=_float(env, "FORWARD_TIMEOUT_S", 10.0, 0.1, 25.0),
         )
+
+
+def _destinations(env: Mapping[str, str]) -> tuple[str, ...]:
+    """Explicit ``CONNECTOR_DESTINATIONS``, else every destination whose credentials are set.
+
+    A destination with only some of its variables set is an error naming the missing one.
+    With none configured, events go to ``log``.
+    """
+    configured = []
+    for name, variables in _DESTINATION_VARIABLES.items():
+        present = [v for v in variables if env.get(v, "").strip()]
+        if present and len(present) < len(variables):
+            missing = next(v for v in variables if v not in present)
+            raise ConfigError(f"{missing} is not set (needed with {', '.join(present)} for {name})")
+        if present:
+            configured.append(name)
+    explicit = env.get("CONNECTOR_DESTINATIONS", "").strip()
+    if not explicit:
+        return tuple(configured) or ("log",)
+    chosen = tuple(d.strip() for d in explicit.split(",") if d.strip())
+    for name in chosen:
+        if name in _DESTINATION_VARIABLES and name not in configured:
+            raise ConfigError(
+                f"CONNECTOR_DESTINATIONS names {name} but {_DESTINATION_VARIABLES[name][0]} is not set"
+            )
+    return chosen
+
+
+def _url(env: Mapping[str, str], key: str, default: str) -> str:
+    value = env.get(key, default).strip().rstrip("/")
+    if not value.startswith(("https://", "http://")):
+        raise ConfigError(f"{key} must be an http(s) URL (got {value!r})")
+    return value
 
 
 def _bool(env: Mapping[str, str], key: str, default: str) -> bool:

@@ -50,6 +50,21 @@ def make_settings(redis_url: str, **overrides: Any) -> Settings:
 
 
 @pytest.fixture
+def worker_env(redis: Redis, redis_server: EmbeddedRedis, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Environment for running jobs in this process (the worker reads its settings from it)."""
+    from workers.jobs import reset_runtime
+
+    for name in ("MOOST_CLIENT_ID", "MOOST_CLIENT_SECRET", "MOOST_CUSTOMER_ID", "SPOT_API_KEY", "SPOT_INTEGRATION_ID"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("REDIS_URL", redis_server.url)
+    monkeypatch.setenv("DT_SIGNATURE_SECRET", SECRET)
+    monkeypatch.delenv("CONNECTOR_DESTINATIONS", raising=False)
+    reset_runtime()
+    yield
+    reset_runtime()
+
+
+@pytest.fixture
 def app(redis: Redis, redis_server: EmbeddedRedis) -> Flask:
     return create_app(make_settings(redis_server.url), configure_logs=False)
 

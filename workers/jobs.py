@@ -1,49 +1,133 @@
-"""RQ entry points. Arguments are JSON types only (RQ's JSON serializer)."""
+"""RQ entry points. Arguments are JSON types only (RQ's JSON serializer).
+
+``forward(destination, push, received_at)`` delivers one push to one destination:
+
+* delivered → done;
+* ``Skipped`` (not mapped, no building, …) → counted per reason in ``dt:skipped:<dest>``
+  and logged, done;
+* permanent failure (``InvalidEvent``, a 4xx other than 408/425/429) → dead letter, done;
+* transient failure (network, timeout, 408/425/429, 5xx) → the job returns RQ's
+  ``Retry`` with the next delay of ``workers.send.DEFAULT_SCHEDULE_S`` (jittered,
+  ``Retry-After`` honoured); when the schedule is used up → dead letter.
+
+The destinations are built once per worker process from the environment.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import random
+import time
 from typing import Any
 
-from workers.readings import UnreadableEvent, readings_of
+from redis import Redis
+from rq import Retry, get_current_job
+
+from connector.config import Settings
+from connector.redis_conn import connect
+from workers import deadletters
+from workers.destinations import Destination, build_destinations
+from workers.mapping import load_mapping
+from workers.send import DEFAULT_SCHEDULE_S, Outcome, retry_delay_s
+from workers.translate import InvalidEvent, Skipped
 
 log = logging.getLogger("workers.forward")
 
+SKIPPED_PREFIX = "dt:skipped:"
+
 
 class UnknownDestination(Exception):
-    """The job names a destination this worker cannot deliver to (permanent failure)."""
+    """The job names a destination this worker is not configured for (permanent failure)."""
 
 
-def forward(destination: str, push: dict[str, Any], received_at: float) -> str:
-    """Deliver one DT push (``{"event", "labels", "metadata"}``) to ``destination``.
+class _Runtime:
+    """Per-process state: settings, Redis, destinations (built on first use)."""
 
-    Returns:
-        A short outcome string (kept only while RQ keeps results).
+    def __init__(self) -> None:
+        self.redis: Redis | None = None
+        self.destinations: dict[str, Destination] = {}
+
+    def load(self) -> None:
+        from pathlib import Path
+
+        settings = Settings.from_env()
+        mapping = load_mapping(Path(settings.mapping_path) if settings.mapping_path else None)
+        self.redis = connect(
+            settings.redis_url, timeout_s=settings.redis_timeout_s, tls_verify=settings.redis_tls_verify
+        )
+        self.destinations = build_destinations(settings, mapping, self.redis)
+
+
+_runtime = _Runtime()
+
+
+def reset_runtime() -> None:
+    """Forget the per-process state (tests; or after the environment changed)."""
+    global _runtime
+    _runtime = _Runtime()
+
+
+def forward(destination: str, push: dict[str, Any], received_at: float) -> str | Retry:
+    """Deliver one DT push to ``destination``; see the module docstring for outcomes.
 
     Raises:
-        UnknownDestination: ``destination`` is not one this worker knows.
+        UnknownDestination: ``destination`` is not configured in this worker.
     """
-    if destination == "log":
-        return _to_log(push, received_at)
-    raise UnknownDestination(f"no destination named {destination!r}")
+    if _runtime.redis is None:
+        _runtime.load()
+    target = _runtime.destinations.get(destination)
+    if target is None:
+        raise UnknownDestination(f"destination {destination!r} is not configured in this worker")
+    redis = _runtime.redis
+    assert redis is not None
+    event = push.get("event") or {}
+    event_id = str(event.get("eventId", ""))
+    now = time.time()
+    job = get_current_job()
+    key = job.id if job is not None else f"{destination}-{event_id}"
+    try:
+        outcome = target.deliver(push, event_id=event_id, now=now)
+    except Skipped as skipped:
+        redis.hincrby(SKIPPED_PREFIX + destination, skipped.reason, 1)
+        _log(destination, event, "skipped", skipped.reason, detail=skipped.detail)
+        return f"skipped:{skipped.reason}"
+    except InvalidEvent as invalid:
+        outcome = Outcome("failed", "invalid-event", excerpt=str(invalid))
+    if outcome.kind == "delivered":
+        _log(destination, event, "delivered", outcome.reason, latency_s=now - received_at)
+        return "delivered"
+    if outcome.kind == "retry":
+        attempt = (job.number_of_retries or 0) + 1 if job is not None else 1
+        delay = retry_delay_s(attempt, rand=random.random(), retry_after_s=outcome.retry_after_s)
+        if delay is not None:
+            _log(destination, event, "retrying", outcome.reason, status=outcome.status, attempt=attempt, delay_s=delay)
+            return Retry(max=len(DEFAULT_SCHEDULE_S) + 1, interval=max(1, round(delay)))
+        outcome = Outcome("failed", f"retries-exhausted:{outcome.reason}", outcome.status, excerpt=outcome.excerpt)
+    deadletters.record(
+        redis,
+        key=key,
+        destination=destination,
+        push=push,
+        received_at=received_at,
+        reason=outcome.reason,
+        status=outcome.status,
+        excerpt=outcome.excerpt,
+        now=now,
+    )
+    _log(destination, event, "dead-letter", outcome.reason, status=outcome.status)
+    return f"dead-letter:{outcome.reason}"
 
 
-def _to_log(push: dict[str, Any], received_at: float) -> str:
-    event = push.get("event", {})
-    line: dict[str, Any] = {
-        "log": "forward",
-        "destination": "log",
+def _log(destination: str, event: dict[str, Any], outcome: str, reason: str, **extra: Any) -> None:
+    line = {
+        "log": "delivery",
+        "destination": destination,
         "eventId": event.get("eventId"),
         "eventType": event.get("eventType"),
-        "targetName": event.get("targetName"),
-        "labels": push.get("labels", {}),
-        "receivedAt": received_at,
+        "outcome": outcome,
+        "reason": reason,
+        **{k: v for k, v in extra.items() if v is not None},
     }
-    try:
-        line["readings"] = [{"at": r.at, **r.values} for r in readings_of(event)]
-    except UnreadableEvent as exc:
-        line["unreadable"] = str(exc)
-        line["data"] = event.get("data")
-    log.info(json.dumps(line, separators=(",", ":")))
-    return "logged"
+    level = logging.WARNING if outcome in ("dead-letter", "retrying") else logging.INFO
+    log.log(level, json.dumps(line, separators=(",", ":"), default=str))

@@ -211,7 +211,7 @@ def test_health_and_readiness(client: FlaskClient):
     assert client.get("/readyz").get_json() == {"status": "ready", "redis": "ok"}
 
 
-def test_jobs_run_on_a_real_rq_worker(client: FlaskClient, redis: Redis, caplog):
+def test_jobs_run_on_a_real_rq_worker(client: FlaskClient, redis: Redis, caplog, worker_env):
     """The hand-built job hashes are valid RQ jobs: RQ's own worker executes them."""
     from rq import SimpleWorker
 
@@ -220,7 +220,8 @@ def test_jobs_run_on_a_real_rq_worker(client: FlaskClient, redis: Redis, caplog)
     queue = Queue("dt-forward", connection=redis, serializer=JSONSerializer)
     with caplog.at_level(logging.INFO, logger="workers.forward"):
         SimpleWorker([queue], connection=redis, serializer=JSONSerializer).work(burst=True)
-    forwarded = [json.loads(r.getMessage()) for r in caplog.records if r.name == "workers.forward"]
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "workers.forward"]
+    forwarded = [line for line in lines if line["log"] == "forward"]
     assert sorted(line["eventId"] for line in forwarded) == ["run0", "run1", "run2"]
     assert queue.count == 0
     assert len(queue.failed_job_registry) == 0

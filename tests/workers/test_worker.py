@@ -21,25 +21,25 @@ from connector import create_app
 from connector.config import Settings
 from connector.embedded_redis import find_redis_server, free_port
 from tests.conftest import dt_body, make_settings, push, queued_ids
-from workers.jobs import UnknownDestination, forward
+from workers.jobs import UnknownDestination, forward, reset_runtime
 from workers.worker import run_worker
 
 
-def test_forward_to_log_writes_the_event(caplog):
+def test_forward_to_log_writes_the_event(caplog, worker_env):
     doc = json.loads(dt_body(event_id="w1"))
     with caplog.at_level(logging.INFO, logger="workers.forward"):
-        assert forward("log", doc, 1.5) == "logged"
-    line = json.loads(caplog.records[-1].getMessage())
-    assert line["eventId"] == "w1" and line["labels"] == {"name": "Fridge 3"} and line["receivedAt"] == 1.5
+        assert forward("log", doc, 1.5) == "delivered"
+    line = json.loads(caplog.records[0].getMessage())
+    assert line["log"] == "forward" and line["eventId"] == "w1" and line["labels"] == {"name": "Fridge 3"}
     assert line["readings"] == [{"at": "2024-05-29T10:34:03.970415Z", "temperature_c": 27.05}]
 
 
-def test_unknown_destination_fails_loudly():
+def test_unknown_destination_fails_loudly(worker_env):
     with pytest.raises(UnknownDestination):
         forward("pigeon", {}, 0.0)
 
 
-def test_worker_drains_the_queue(redis: Redis, redis_server, caplog):
+def test_worker_drains_the_queue(redis: Redis, redis_server, caplog, worker_env):
     settings = make_settings(redis_server.url)
     client = create_app(settings, configure_logs=False).test_client()
     for n in range(3):
@@ -87,7 +87,7 @@ def _tls_capable_redis_server() -> str | None:
     return None
 
 
-def test_push_and_worker_over_rediss_with_self_signed_certificate(tmp_path: Path):
+def test_push_and_worker_over_rediss_with_self_signed_certificate(tmp_path: Path, monkeypatch):
     """Heroku Redis: rediss:// with a self-signed chain must work for web and worker."""
     binary = _tls_capable_redis_server()
     if binary is None:
@@ -141,6 +141,9 @@ def test_push_and_worker_over_rediss_with_self_signed_certificate(tmp_path: Path
         )
         client = create_app(settings, configure_logs=False).test_client()
         assert push(client, dt_body(event_id="tls1")).status_code == 200
+        monkeypatch.setenv("REDIS_URL", url)  # the job reads its settings from the environment
+        monkeypatch.setenv("DT_SIGNATURE_SECRET", settings.signature_secrets[0])
+        reset_runtime()
         assert probe.llen("rq:queue:dt-forward") == 1
         run_worker(settings, burst=True)
         assert probe.llen("rq:queue:dt-forward") == 0

@@ -1,0 +1,119 @@
+"""Dead letters: deliveries that failed for good, kept with the reason for a bounded time.
+
+Layout in Redis: one hash per dead letter, ``dt:dead:<job id>`` (destination, event id
+and type, reason, HTTP status, response excerpt, failure time, the push itself), expiring
+after ``DEAD_LETTER_TTL_S``; and an index ``dt:dead`` (sorted set, score = failure time)
+trimmed of expired entries on every write, so neither can grow without bound.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from redis import Redis
+
+DEAD_LETTER_TTL_S = 14 * 24 * 3600
+INDEX_KEY = "dt:dead"
+PREFIX = "dt:dead:"
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    key: str
+    destination: str
+    event_id: str
+    event_type: str
+    reason: str
+    status: int | None
+    excerpt: str
+    failed_at: float
+    received_at: float
+    push: dict[str, Any]
+
+
+def record(
+    redis: Redis,
+    *,
+    key: str,
+    destination: str,
+    push: dict[str, Any],
+    received_at: float,
+    reason: str,
+    status: int | None,
+    excerpt: str,
+    now: float,
+) -> None:
+    """Keep a failed delivery (overwrites an earlier one for the same job)."""
+    event = push.get("event") or {}
+    fields: dict[str, str] = {
+        "destination": destination,
+        "event_id": str(event.get("eventId", "")),
+        "event_type": str(event.get("eventType", "")),
+        "reason": reason,
+        "status": "" if status is None else str(status),
+        "excerpt": excerpt,
+        "failed_at": repr(now),
+        "received_at": repr(received_at),
+        "push": json.dumps(push, separators=(",", ":")),
+    }
+    with redis.pipeline(transaction=True) as pipe:
+        pipe.hset(PREFIX + key, mapping=fields)  # type: ignore[arg-type]  # redis-py's Mapping key is invariant
+        pipe.expire(PREFIX + key, DEAD_LETTER_TTL_S)
+        pipe.zadd(INDEX_KEY, {key: now})
+        pipe.zremrangebyscore(INDEX_KEY, "-inf", now - DEAD_LETTER_TTL_S)
+        pipe.execute()
+
+
+def list_dead(
+    redis: Redis,
+    *,
+    destination: str | None = None,
+    event_type: str | None = None,
+    since: float | None = None,
+    until: float | None = None,
+    limit: int = 1000,
+) -> list[DeadLetter]:
+    """Dead letters, oldest first, filtered."""
+    keys = redis.zrangebyscore(INDEX_KEY, "-inf" if since is None else since, "+inf" if until is None else until)
+    found = []
+    for raw in keys:
+        letter = get(redis, raw.decode() if isinstance(raw, bytes) else str(raw))
+        if letter is None:
+            continue
+        if destination and letter.destination != destination:
+            continue
+        if event_type and letter.event_type != event_type:
+            continue
+        found.append(letter)
+        if len(found) >= limit:
+            break
+    return found
+
+
+def get(redis: Redis, key: str) -> DeadLetter | None:
+    """One dead letter, or None when it expired or was replayed."""
+    raw: dict[bytes, bytes] = redis.hgetall(PREFIX + key)  # type: ignore[assignment]
+    if not raw:
+        return None
+    fields = {k.decode(): v.decode() for k, v in raw.items()}
+    return DeadLetter(
+        key=key,
+        destination=fields["destination"],
+        event_id=fields["event_id"],
+        event_type=fields["event_type"],
+        reason=fields["reason"],
+        status=int(fields["status"]) if fields["status"] else None,
+        excerpt=fields["excerpt"],
+        failed_at=float(fields["failed_at"]),
+        received_at=float(fields["received_at"]),
+        push=json.loads(fields["push"]),
+    )
+
+
+def remove(redis: Redis, key: str) -> None:
+    with redis.pipeline(transaction=True) as pipe:
+        pipe.delete(PREFIX + key)
+        pipe.zrem(INDEX_KEY, key)
+        pipe.execute()

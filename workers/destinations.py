@@ -1,0 +1,186 @@
+"""Destinations: translate a push and deliver it to MOOST, Spot AI or the log (I/O edge).
+
+Each destination's ``deliver(push, event_id=…, now=…)`` returns an ``Outcome`` or raises
+``Skipped`` / ``InvalidEvent`` from the translators. Credentials never appear in an
+outcome, a log line or an exception message: network errors are reduced to reason slugs
+because ``requests`` puts the URL — with MOOST's secret in its query — into its messages.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from typing import Any, Protocol
+
+import requests
+from redis import Redis
+from redis.exceptions import RedisError
+
+from connector.config import Settings
+from workers.mapping import Mapping
+from workers.readings import UnreadableEvent, readings_of
+from workers.send import EXCERPT_CHARS, Outcome, Sender
+from workers.translate import to_moost, to_spot
+
+log = logging.getLogger("workers.forward")
+
+MOOST_TOKEN_KEY = "dt:moost:token"  # noqa: S105 (a Redis key name, not a credential)
+TOKEN_EARLY_RENEWAL_S = 300
+"""Renew the shared MOOST token this long before it expires."""
+
+
+class Destination(Protocol):
+    name: str
+
+    def deliver(self, push: dict[str, Any], *, event_id: str, now: float) -> Outcome: ...
+
+
+class LogDestination:
+    """Prints each event's readings: the default, so the pipeline is visible out of the box."""
+
+    name = "log"
+
+    def deliver(self, push: dict[str, Any], *, event_id: str, now: float) -> Outcome:
+        event = push.get("event", {})
+        line: dict[str, Any] = {
+            "log": "forward",
+            "destination": "log",
+            "eventId": event.get("eventId"),
+            "eventType": event.get("eventType"),
+            "targetName": event.get("targetName"),
+            "labels": push.get("labels", {}),
+        }
+        try:
+            line["readings"] = [{"at": r.at, **r.values} for r in readings_of(event)]
+        except UnreadableEvent as exc:
+            line["unreadable"] = str(exc)
+            line["data"] = event.get("data")
+        log.info(json.dumps(line, separators=(",", ":")))
+        return Outcome("delivered", "logged")
+
+
+class MoostTokens:
+    """MOOST's bearer token, shared by every worker process through Redis."""
+
+    def __init__(self, redis: Redis, settings: Settings, session: requests.Session, timeout_s: tuple[float, float]):
+        self._redis = redis
+        self._url = f"{settings.moost_base_url}/auth/token/v1"
+        self._params = {"clientId": settings.moost_client_id, "clientSecret": settings.moost_client_secret}
+        self._session = session
+        self._timeout_s = timeout_s
+
+    def __repr__(self) -> str:
+        return "MoostTokens(<hidden>)"
+
+    def get(self, *, renew: bool = False) -> str | Outcome:
+        """A valid token, or the ``Outcome`` explaining why none could be had."""
+        if not renew:
+            try:
+                cached = self._redis.get(MOOST_TOKEN_KEY)
+            except RedisError:
+                cached = None
+            if cached:
+                return cached.decode() if isinstance(cached, bytes) else str(cached)
+        try:
+            response = self._session.get(self._url, params=self._params, timeout=self._timeout_s)
+        except requests.Timeout:
+            return Outcome("retry", "moost-token-timeout")
+        except requests.RequestException:
+            return Outcome("retry", "moost-token-connection-error")
+        if response.status_code == 401:
+            return Outcome("failed", "moost-credentials-rejected", 401)
+        if response.status_code != 200:
+            return Outcome("retry", f"moost-token-http-{response.status_code}", response.status_code)
+        try:
+            doc = response.json()
+            token = doc["access_token"]
+            lifetime = int(doc.get("expires_in") or 86400)
+        except (ValueError, KeyError, TypeError):
+            return Outcome("retry", "moost-token-unreadable", 200)
+        with contextlib.suppress(RedisError):  # still usable by this process
+            self._redis.set(MOOST_TOKEN_KEY, token, ex=max(60, lifetime - TOKEN_EARLY_RENEWAL_S))
+        return str(token)
+
+
+class MoostDestination:
+    """MOOST "Add Events": live events one per request, backfilled ones as a historical batch."""
+
+    name = "moost"
+
+    def __init__(self, settings: Settings, mapping: Mapping, sender: Sender, tokens: MoostTokens) -> None:
+        self._settings = settings
+        self._mapping = mapping
+        self._sender = sender
+        self._tokens = tokens
+
+    def deliver(self, push: dict[str, Any], *, event_id: str, now: float) -> Outcome:
+        batch = to_moost(push, self._mapping, customer_id=self._settings.moost_customer_id)
+        base = self._settings.moost_base_url
+        if batch.historical:
+            posts: list[tuple[str, Any]] = [(f"{base}/events/historical/v1", batch.events)]
+        else:
+            posts = [(f"{base}/events/v1", event) for event in batch.events]
+        outcome = Outcome("delivered", "nothing-to-send")
+        for url, body in posts:
+            outcome = self._post(url, body, event_id=event_id, now=now)
+            if outcome.kind != "delivered":
+                return outcome
+        return outcome
+
+    def _post(self, url: str, body: Any, *, event_id: str, now: float) -> Outcome:
+        token = self._tokens.get()
+        if isinstance(token, Outcome):
+            return token
+        outcome = self._send(url, body, token, event_id, now)
+        if outcome.status == 401:  # expired or revoked: renew once, then trust the answer
+            token = self._tokens.get(renew=True)
+            if isinstance(token, Outcome):
+                return token
+            outcome = self._send(url, body, token, event_id, now)
+        return outcome
+
+    def _send(self, url: str, body: Any, token: str, event_id: str, now: float) -> Outcome:
+        headers = {"Authorization": f"Bearer {token}"}
+        return self._sender.post_json(url, body, headers=headers, idempotency_key=event_id, now=now)
+
+
+class SpotDestination:
+    """Spot AI "Ingest Integration Event", one request per reading."""
+
+    name = "spot"
+
+    def __init__(self, settings: Settings, mapping: Mapping, sender: Sender) -> None:
+        self._url = f"{settings.spot_base_url}/v1/integrations/{settings.spot_integration_id}/events"
+        self._headers = {"Authorization": f"Bearer {settings.spot_api_key}"}
+        self._mapping = mapping
+        self._sender = sender
+
+    def __repr__(self) -> str:
+        return f"SpotDestination({self._url})"
+
+    def deliver(self, push: dict[str, Any], *, event_id: str, now: float) -> Outcome:
+        outcome = Outcome("delivered", "nothing-to-send")
+        for body in to_spot(push, self._mapping):
+            outcome = self._sender.post_json(self._url, body, headers=self._headers, idempotency_key=event_id, now=now)
+            if outcome.status == 401:
+                return Outcome("failed", "spot-api-key-rejected", 401, excerpt=outcome.excerpt[:EXCERPT_CHARS])
+            if outcome.kind != "delivered":
+                return outcome
+        return outcome
+
+
+def build_destinations(settings: Settings, mapping: Mapping, redis: Redis) -> dict[str, Destination]:
+    """The configured destinations, sharing one keep-alive sender."""
+    # Connect quickly or not at all; the read timeout keeps a job well inside its own timeout.
+    sender = Sender(timeout_s=(min(3.05, settings.forward_timeout_s), settings.forward_timeout_s))
+    built: dict[str, Destination] = {}
+    for name in settings.destinations:
+        if name == "log":
+            built[name] = LogDestination()
+        elif name == "moost":
+            tokens = MoostTokens(redis, settings, sender.session, sender.timeout_s)
+            built[name] = MoostDestination(settings, mapping, sender, tokens)
+        elif name == "spot":
+            built[name] = SpotDestination(settings, mapping, sender)
+    return built
