@@ -4,6 +4,7 @@
   embedded server), the web app under gunicorn and a worker — until Ctrl-C.
 * ``dt-connector worker``: the worker process (Procfile ``worker:``).
 * ``dt-connector check-config``: validate the environment and print a secret-free summary.
+* ``dt-connector failed list|show|replay``: dead-lettered deliveries.
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     worker = commands.add_parser("worker", help="run the RQ worker (Procfile worker:)")
     worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
     commands.add_parser("check-config", help="validate configuration from the environment")
+    from workers.failed_cli import add_parser as add_failed_parser  # the CLI spans both sides
+
+    add_failed_parser(commands)
     args = parser.parse_args(argv)
     try:
         if args.command == "dev":
@@ -47,6 +51,10 @@ def main(argv: list[str] | None = None) -> int:
 
             run_worker(Settings.from_env(), burst=args.burst)
             return 0
+        if args.command == "failed":
+            from workers.failed_cli import run as run_failed
+
+            return run_failed(args, Settings.from_env())
         settings = Settings.from_env()
         print(f"configuration OK: {settings!r}")
         print(f"verifying: {settings.verification_summary}")

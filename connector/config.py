@@ -186,9 +186,7 @@ def _destinations(env: Mapping[str, str]) -> tuple[str, ...]:
     chosen = tuple(d.strip() for d in explicit.split(",") if d.strip())
     for name in chosen:
         if name in _DESTINATION_VARIABLES and name not in configured:
-            raise ConfigError(
-                f"CONNECTOR_DESTINATIONS names {name} but {_DESTINATION_VARIABLES[name][0]} is not set"
-            )
+            raise ConfigError(f"CONNECTOR_DESTINATIONS names {name} but {_DESTINATION_VARIABLES[name][0]} is not set")
     return chosen
 
 

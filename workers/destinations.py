@@ -33,7 +33,7 @@ TOKEN_EARLY_RENEWAL_S = 300
 class Destination(Protocol):
     name: str
 
-    def deliver(self, push: dict[str, Any], *, event_id: str, now: float) -> Outcome: ...
+    def deliver(self, push: dict[str, Any], *, event_id: str, now: float, replay: bool = False) -> Outcome: ...
 
 
 class LogDestination:
@@ -41,7 +41,7 @@ class LogDestination:
 
     name = "log"
 
-    def deliver(self, push: dict[str, Any], *, event_id: str, now: float) -> Outcome:
+    def deliver(self, push: dict[str, Any], *, event_id: str, now: float, replay: bool = False) -> Outcome:
         event = push.get("event", {})
         line: dict[str, Any] = {
             "log": "forward",
@@ -114,10 +114,10 @@ class MoostDestination:
         self._sender = sender
         self._tokens = tokens
 
-    def deliver(self, push: dict[str, Any], *, event_id: str, now: float) -> Outcome:
+    def deliver(self, push: dict[str, Any], *, event_id: str, now: float, replay: bool = False) -> Outcome:
         batch = to_moost(push, self._mapping, customer_id=self._settings.moost_customer_id)
         base = self._settings.moost_base_url
-        if batch.historical:
+        if batch.historical or replay:
             posts: list[tuple[str, Any]] = [(f"{base}/events/historical/v1", batch.events)]
         else:
             posts = [(f"{base}/events/v1", event) for event in batch.events]
@@ -159,7 +159,9 @@ class SpotDestination:
     def __repr__(self) -> str:
         return f"SpotDestination({self._url})"
 
-    def deliver(self, push: dict[str, Any], *, event_id: str, now: float) -> Outcome:
+    def deliver(self, push: dict[str, Any], *, event_id: str, now: float, replay: bool = False) -> Outcome:
+        # Spot's bulk import needs Spot's own device ids, which we do not keep: replays are
+        # ingested one by one like live events.
         outcome = Outcome("delivered", "nothing-to-send")
         for body in to_spot(push, self._mapping):
             outcome = self._sender.post_json(self._url, body, headers=self._headers, idempotency_key=event_id, now=now)

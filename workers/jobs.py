@@ -68,8 +68,11 @@ def reset_runtime() -> None:
     _runtime = _Runtime()
 
 
-def forward(destination: str, push: dict[str, Any], received_at: float) -> str | Retry:
+def forward(destination: str, push: dict[str, Any], received_at: float, replay: bool = False) -> str | Retry:
     """Deliver one DT push to ``destination``; see the module docstring for outcomes.
+
+    ``replay`` marks an operator's replay of a dead letter (MOOST takes those on its
+    historical endpoint, like backfilled events).
 
     Raises:
         UnknownDestination: ``destination`` is not configured in this worker.
@@ -87,7 +90,7 @@ def forward(destination: str, push: dict[str, Any], received_at: float) -> str |
     job = get_current_job()
     key = job.id if job is not None else f"{destination}-{event_id}"
     try:
-        outcome = target.deliver(push, event_id=event_id, now=now)
+        outcome = target.deliver(push, event_id=event_id, now=now, replay=replay)
     except Skipped as skipped:
         redis.hincrby(SKIPPED_PREFIX + destination, skipped.reason, 1)
         _log(destination, event, "skipped", skipped.reason, detail=skipped.detail)

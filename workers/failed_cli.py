@@ -1,0 +1,102 @@
+"""``dt-connector failed list|show|replay``: inspect dead letters and re-queue them after a fix."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import time
+from datetime import UTC, datetime
+
+from redis import Redis
+from rq import Queue
+from rq.serializers import JSONSerializer
+
+from connector.config import Settings
+from connector.redis_conn import connect
+from connector.rqjob import DEFAULT_FAILURE_TTL_S, FORWARD_FUNC
+from workers import deadletters
+
+_DURATION = re.compile(r"(\d+)([smhd])")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_time(value: str, *, now: float) -> float:
+    """``24h``/``30m``/``7d`` ago, or an ISO 8601 time. Pure.
+
+    Raises:
+        ValueError: neither form.
+    """
+    match = _DURATION.fullmatch(value.strip())
+    if match:
+        return now - int(match.group(1)) * _UNIT_S[match.group(2)]
+    parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.timestamp()
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    failed = commands.add_parser("failed", help="list, show or replay dead-lettered deliveries")
+    actions = failed.add_subparsers(dest="action", required=True)
+    for name in ("list", "replay"):
+        action = actions.add_parser(name, help=f"{name} dead letters (filters combine)")
+        action.add_argument("--destination", choices=("moost", "spot", "log"))
+        action.add_argument("--event-type")
+        action.add_argument("--since", help="e.g. 24h, 30m, 7d, or an ISO time")
+        action.add_argument("--until", help="e.g. 1h, or an ISO time")
+        if name == "replay":
+            action.add_argument("keys", nargs="*", help="dead letters to replay (default: all matching filters)")
+    show = actions.add_parser("show", help="show one dead letter in full")
+    show.add_argument("key")
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    redis = connect(settings.redis_url, timeout_s=settings.redis_timeout_s, tls_verify=settings.redis_tls_verify)
+    now = time.time()
+    if args.action == "show":
+        letter = deadletters.get(redis, args.key)
+        if letter is None:
+            print(f"no dead letter {args.key!r} (expired, replayed or never there)")
+            return 1
+        print(json.dumps(letter.__dict__, indent=2, default=str))
+        return 0
+    try:
+        since = parse_time(args.since, now=now) if args.since else None
+        until = parse_time(args.until, now=now) if args.until else None
+    except ValueError as exc:
+        print(f"dt-connector failed: {exc}")
+        return 2
+    letters = deadletters.list_dead(
+        redis, destination=args.destination, event_type=args.event_type, since=since, until=until
+    )
+    if args.action == "replay" and args.keys:
+        wanted = set(args.keys)
+        letters = [letter for letter in letters if letter.key in wanted]
+    if args.action == "list":
+        for letter in letters:
+            when = datetime.fromtimestamp(letter.failed_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            status = letter.status if letter.status is not None else "-"
+            print(f"{letter.key}\t{letter.destination}\t{letter.event_type}\t{when}\t{status}\t{letter.reason}")
+        print(f"{len(letters)} dead letter(s)")
+        return 0
+    return replay(redis, settings, letters, now=now)
+
+
+def replay(redis: Redis, settings: Settings, letters: list[deadletters.DeadLetter], *, now: float) -> int:
+    """Queue each dead letter again (as a replay) and remove it from the registry."""
+    queue = Queue(settings.queue_name, connection=redis, serializer=JSONSerializer)
+    for letter in letters:
+        queue.enqueue(
+            FORWARD_FUNC,
+            args=(letter.destination, letter.push, letter.received_at),
+            kwargs={"replay": True},
+            job_id=f"{letter.key}-r{int(now)}",
+            job_timeout=settings.job_timeout_s,
+            result_ttl=0,
+            failure_ttl=DEFAULT_FAILURE_TTL_S,
+        )
+        deadletters.remove(redis, letter.key)
+        print(f"replaying {letter.key}")
+    print(f"{len(letters)} dead letter(s) queued again")
+    return 0
