@@ -206,3 +206,30 @@ def test_parse_time():
     assert parse_time("2026-11-23T00:00:00Z", now=0) == 1_795_392_000.0
     with pytest.raises(ValueError):
         parse_time("yesterday", now=0)
+
+
+def test_end_to_end_both_destinations_fail_and_retry_independently(moost_env: StandIn, spot_env: StandIn, redis: Redis):
+    """Signed push → /dt/events → one job per destination → stand-ins; a failing MOOST
+    does not block or duplicate the Spot delivery."""
+    assert moost_env is spot_env  # one stand-in serves both APIs on different paths
+    moost_env.script("/events/v1", Reply(503, {"error": "maintenance"}), Reply(201))
+    moost_env.script("/v1/integrations/7/events", Reply(202))
+    settings = Settings.from_env()
+    assert settings.destinations == ("moost", "spot")
+    client = create_app(settings, configure_logs=False).test_client()
+    body = json.dumps(push_of("temperature", event_id="e2e1"), separators=(",", ":")).encode()
+    assert push(client, body).status_code == 200
+    assert sorted(queued_ids(redis)) == ["moost-e2e1", "spot-e2e1"]
+    queue = Queue("dt-forward", connection=redis, serializer=JSONSerializer)
+    SimpleWorker([queue], connection=redis, serializer=JSONSerializer).work(burst=True)
+    assert len(events_posted(moost_env, "/v1/integrations/7/events")) == 1  # Spot delivered once
+    assert ScheduledJobRegistry(queue=queue).get_job_ids() == ["moost-e2e1"]  # MOOST waits for its retry
+    # The retry comes due: run it now instead of waiting for the scheduler.
+    registry = ScheduledJobRegistry(queue=queue)
+    job = queue.fetch_job("moost-e2e1")
+    registry.remove(job)
+    queue.enqueue_job(job)
+    SimpleWorker([queue], connection=redis, serializer=JSONSerializer).work(burst=True)
+    assert len(events_posted(moost_env, "/events/v1")) == 2  # 503, then 201
+    assert len(events_posted(moost_env, "/v1/integrations/7/events")) == 1  # no duplicate at Spot
+    assert deadletters.list_dead(redis) == []
