@@ -68,6 +68,7 @@ def run_dev(*, port: int, host: str, state_dir: Path) -> int:
     """Run the local stack in the foreground; returns the exit status."""
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"
+    env.setdefault("WORKER_PROCESSES", "2")  # a laptop needs no 12-process pool
     redis: EmbeddedRedis | None = None
     if not env.get("REDIS_URL"):
         redis = EmbeddedRedis(persist_dir=state_dir / "redis").start()

@@ -1,17 +1,24 @@
-"""The worker process (Procfile ``worker:``): an RQ worker on the connector's queue.
+"""The worker process (Procfile ``worker:``): RQ workers on the connector's queue.
 
-Uses RQ's ``HerokuWorker``: on Heroku's SIGTERM it lets the running job wind down and
-exits well inside the 30 s before SIGKILL. The scheduler runs in-process so retries
-with intervals fire.
+A forward spends nearly all its time waiting for the downstream (50 ms and more), so one
+job at a time cannot keep up with DT: ``WORKER_PROCESSES`` (default 12) non-forking
+``SimpleWorker`` processes run under RQ's ``WorkerPool``, forked from one parent so they
+share its memory pages, each holding one keep-alive session. Each job is a few ms of
+CPU, so forking a work-horse per job (RQ's default) would cost more than the job.
+On Heroku's SIGTERM the pool asks every worker to finish its current job — a forward is
+bounded by ``FORWARD_TIMEOUT_S`` (10 s) and the job timeout (20 s) — and exits inside
+the 30 s before SIGKILL. Workers run the scheduler, so retries with intervals fire.
+With ``WORKER_PROCESSES=1`` a single ``HerokuWorker`` (fork per job) runs instead.
 """
 
 from __future__ import annotations
 
 import logging
 
-from rq import Queue
+from rq import Queue, SimpleWorker
 from rq.serializers import JSONSerializer
 from rq.worker import HerokuWorker
+from rq.worker_pool import WorkerPool
 
 from connector.config import Settings
 from connector.logs import configure as configure_logging
@@ -26,6 +33,18 @@ def run_worker(settings: Settings, *, burst: bool = False, name: str | None = No
     # RQ's blocking dequeue waits longer than a push-path timeout, so no socket timeout here.
     redis = connect(settings.redis_url, timeout_s=None, tls_verify=settings.redis_tls_verify)
     queue = Queue(settings.queue_name, connection=redis, serializer=JSONSerializer)
+    redis.sadd("rq:queues", queue.key)
+    if settings.worker_processes > 1:
+        log.info("worker pool of %d consuming queue %s", settings.worker_processes, settings.queue_name)
+        pool = WorkerPool(
+            [settings.queue_name],
+            connection=redis,
+            num_workers=settings.worker_processes,
+            worker_class=SimpleWorker,
+            serializer=JSONSerializer,
+        )
+        pool.start(burst=burst, logging_level="WARNING")
+        return True
     worker = HerokuWorker([queue], connection=redis, serializer=JSONSerializer, name=name)
     log.info("worker consuming queue %s", settings.queue_name)
     return bool(worker.work(burst=burst, with_scheduler=True, logging_level="WARNING"))

@@ -20,7 +20,7 @@ from redis import Redis
 from connector import create_app
 from connector.config import Settings
 from connector.embedded_redis import find_redis_server, free_port
-from tests.conftest import dt_body, make_settings, push, queued_ids
+from tests.conftest import SECRET, dt_body, make_settings, push, queued_ids
 from workers.jobs import UnknownDestination, forward, reset_runtime
 from workers.worker import run_worker
 
@@ -152,3 +152,52 @@ def test_push_and_worker_over_rediss_with_self_signed_certificate(tmp_path: Path
     finally:
         server.terminate()
         server.wait(10)
+
+
+def test_worker_pool_finishes_the_job_in_flight_on_sigterm(redis: Redis, redis_server, tmp_path):
+    """Heroku stops a dyno with SIGTERM and kills it 30 s later: the job in flight completes."""
+    import signal
+    import sys
+
+    from tests.standins import Reply, StandIn
+    from tests.workers.samples import push_of
+
+    standin = StandIn()
+    try:
+        standin.script("/auth/token/v1", Reply(200, {"access_token": "t", "expires_in": 3600}))
+        standin.script("/events/v1", Reply(201, delay_s=2.0))
+        env = {
+            **os.environ,
+            "REDIS_URL": redis_server.url,
+            "DT_SIGNATURE_SECRET": SECRET,
+            "ACCESS_LOG_FLUSH_MS": "0",
+            "MOOST_BASE_URL": standin.url,
+            "MOOST_CLIENT_ID": "c",
+            "MOOST_CLIENT_SECRET": "s",
+            "MOOST_CUSTOMER_ID": "656730be2bc9719e6e5ed51d",
+            "WORKER_PROCESSES": "3",
+        }
+        settings = Settings.from_env(env)
+        client = create_app(settings, configure_logs=False).test_client()
+        body = json.dumps(push_of("temperature", event_id="term1"), separators=(",", ":")).encode()
+        assert push(client, body).status_code == 200
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "connector.cli", "worker"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 20
+        while not [s for s in standin.requests if s.path == "/events/v1"]:
+            assert time.monotonic() < deadline, "the job never started"
+            time.sleep(0.05)
+        stopped_at = time.monotonic()
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=30) is not None
+        assert time.monotonic() - stopped_at < 30
+        assert queued_ids(redis) == []
+        assert redis.zcard("rq:failed:dt-forward") == 0
+        assert redis.keys("dt:dead:*") == []
+        assert len([s for s in standin.requests if s.path == "/events/v1"]) == 1
+    finally:
+        standin.close()
