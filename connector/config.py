@@ -89,7 +89,7 @@ class Settings:
     spot_integration_id: int = 0
     mapping_path: str | None = None
     forward_timeout_s: float = 10.0
-    worker_processes: int = 12
+    worker_processes: int = 20
 
     def __post_init__(self) -> None:
         if not (self.signature_secrets or self.asymmetric or self.insecure_skip_verify):
@@ -164,7 +164,7 @@ class Settings:
             spot_integration_id=_int(env, "SPOT_INTEGRATION_ID", 0, 0, 2**31 - 1),
             mapping_path=env.get("CONNECTOR_MAPPING", "").strip() or None,
             forward_timeout_s=_float(env, "FORWARD_TIMEOUT_S", 10.0, 0.1, 25.0),
-            worker_processes=_int(env, "WORKER_PROCESSES", 12, 1, 64),
+            worker_processes=_int(env, "WORKER_PROCESSES", 20, 1, 64),
         )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import time
 from typing import Any, Protocol
 
 import requests
@@ -28,6 +29,9 @@ log = logging.getLogger("workers.forward")
 MOOST_TOKEN_KEY = "dt:moost:token"  # noqa: S105 (a Redis key name, not a credential)
 TOKEN_EARLY_RENEWAL_S = 300
 """Renew the shared MOOST token this long before it expires."""
+
+TOKEN_LOCAL_CACHE_S = 60.0
+"""How long a worker process reuses the token without asking Redis (saves a round trip per job)."""
 
 
 class Destination(Protocol):
@@ -69,6 +73,7 @@ class MoostTokens:
         self._params = {"clientId": settings.moost_client_id, "clientSecret": settings.moost_client_secret}
         self._session = session
         self._timeout_s = timeout_s
+        self._local: tuple[str, float] | None = None
 
     def __repr__(self) -> str:
         return "MoostTokens(<hidden>)"
@@ -76,12 +81,17 @@ class MoostTokens:
     def get(self, *, renew: bool = False) -> str | Outcome:
         """A valid token, or the ``Outcome`` explaining why none could be had."""
         if not renew:
+            if self._local is not None and time.monotonic() < self._local[1]:
+                return self._local[0]
             try:
                 cached = self._redis.get(MOOST_TOKEN_KEY)
             except RedisError:
                 cached = None
             if cached:
-                return cached.decode() if isinstance(cached, bytes) else str(cached)
+                token = cached.decode() if isinstance(cached, bytes) else str(cached)
+                self._local = (token, time.monotonic() + TOKEN_LOCAL_CACHE_S)
+                return token
+        self._local = None
         try:
             response = self._session.get(self._url, params=self._params, timeout=self._timeout_s)
         except requests.Timeout:
@@ -100,6 +110,10 @@ class MoostTokens:
             return Outcome("retry", "moost-token-unreadable", 200)
         with contextlib.suppress(RedisError):  # still usable by this process
             self._redis.set(MOOST_TOKEN_KEY, token, ex=max(60, lifetime - TOKEN_EARLY_RENEWAL_S))
+        self._local = (
+            str(token),
+            time.monotonic() + min(TOKEN_LOCAL_CACHE_S, max(1, lifetime - TOKEN_EARLY_RENEWAL_S)),
+        )
         return str(token)
 
 

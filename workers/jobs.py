@@ -123,6 +123,9 @@ def forward(destination: str, push: dict[str, Any], received_at: float, replay: 
 
 
 def _log(destination: str, event: dict[str, Any], outcome: str, reason: str, **extra: Any) -> None:
+    level = logging.WARNING if outcome in ("dead-letter", "retrying") else logging.INFO
+    if not log.isEnabledFor(level):
+        return
     line = {
         "log": "delivery",
         "destination": destination,
@@ -132,5 +135,4 @@ def _log(destination: str, event: dict[str, Any], outcome: str, reason: str, **e
         "reason": reason,
         **{k: v for k, v in extra.items() if v is not None},
     }
-    level = logging.WARNING if outcome in ("dead-letter", "retrying") else logging.INFO
     log.log(level, json.dumps(line, separators=(",", ":"), default=str))

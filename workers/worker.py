@@ -1,7 +1,7 @@
 """The worker process (Procfile ``worker:``): RQ workers on the connector's queue.
 
 A forward spends nearly all its time waiting for the downstream (50 ms and more), so one
-job at a time cannot keep up with DT: ``WORKER_PROCESSES`` (default 12) non-forking
+job at a time cannot keep up with DT: ``WORKER_PROCESSES`` (default 20) non-forking
 ``SimpleWorker`` processes run under RQ's ``WorkerPool``, forked from one parent so they
 share its memory pages, each holding one keep-alive session. Each job is a few ms of
 CPU, so forking a work-horse per job (RQ's default) would cost more than the job.
