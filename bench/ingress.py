@@ -81,6 +81,7 @@ from typing import IO, Any
 from redis import Redis
 
 from bench.pushes import PATH, PushFactory, write_pool
+from connector.cli import GUNICORN_CONFIG, web_command
 from connector.config import DEFAULT_QUEUE
 from connector.embedded_redis import EmbeddedRedis, free_port
 from connector.rqjob import QUEUE_PREFIX, SEEN_PREFIX
@@ -92,7 +93,6 @@ except ImportError:  # a test extra of the project; without it the balance guard
 
 REPO = Path(__file__).resolve().parent.parent
 WRK_SCRIPT = Path(__file__).resolve().parent / "wrk_pool.lua"
-GUNICORN_CONFIG = "python:connector.gunicorn_config"
 
 BARE, DURABLE_MIN, RECEIVER = "bare", "durable-min", "receiver"
 TARGETS: dict[str, str] = {
@@ -190,16 +190,7 @@ class GunicornServer:
     def start(self, *, timeout_s: float = 30.0) -> None:
         self._log = self._log_path.open("ab")
         self._process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "-c",
-                GUNICORN_CONFIG,
-                "--bind",
-                f"127.0.0.1:{self.port}",
-                TARGETS[self.target],
-            ],
+            web_command(f"127.0.0.1:{self.port}", TARGETS[self.target]),
             cwd=REPO,
             env=self._env,
             stdout=self._log,

@@ -25,6 +25,9 @@ from connector.config import Settings
 from connector.embedded_redis import EmbeddedRedis
 from connector.errors import ConfigError
 
+GUNICORN_CONFIG = "python:connector.gunicorn_config"
+"""The Procfile's gunicorn settings (``gunicorn.conf.py`` loads the same module)."""
+
 STATE_DIR = Path(".dt-connector")
 """Per-checkout development state (embedded Redis data, generated dev secret); gitignored."""
 
@@ -95,22 +98,7 @@ def run_dev(*, port: int, host: str, state_dir: Path) -> int:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     try:
-        children.append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "gunicorn",
-                    "-c",
-                    "python:connector.gunicorn_config",
-                    "--bind",
-                    f"{host}:{port}",
-                    "connector:create_app()",
-                ],
-                env=env,
-                start_new_session=True,
-            )
-        )
+        children.append(subprocess.Popen(web_command(f"{host}:{port}"), env=env, start_new_session=True))
         children.append(
             subprocess.Popen([sys.executable, "-m", "connector.cli", "worker"], env=env, start_new_session=True)
         )
@@ -129,6 +117,11 @@ def run_dev(*, port: int, host: str, state_dir: Path) -> int:
         if redis:
             redis.stop()
         print("dt-connector dev: stopped.", flush=True)
+
+
+def web_command(bind: str, app: str = "connector:create_app()") -> list[str]:
+    """The web process as the Procfile runs it (same gunicorn settings), bound to ``bind``."""
+    return [sys.executable, "-m", "gunicorn", "-c", GUNICORN_CONFIG, "--bind", bind, app]
 
 
 def _dev_secret(state_dir: Path) -> Path:

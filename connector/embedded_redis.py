@@ -147,8 +147,3 @@ class EmbeddedRedis:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
-
-
-def env_without(*names: str) -> dict[str, str]:
-    """A copy of the environment without ``names``."""
-    return {k: v for k, v in os.environ.items() if k not in names}

@@ -24,6 +24,8 @@ import sys
 import threading
 import time
 
+from connector.events import Push
+
 _dumps = json.dumps
 
 
@@ -93,16 +95,20 @@ def push_line(
     status: int,
     outcome: str,
     ms: float,
-    event_id: str | None = None,
-    event_type: str | None = None,
-    device: str | None = None,
+    push: Push | None = None,
     reason: str | None = None,
 ) -> str:
-    """The JSON log line for one push (``level`` is info, warning for 4xx, error for 5xx)."""
+    """The JSON log line for one push (``level`` is info, warning for 4xx, error for 5xx).
+
+    ``push`` is None when the request was refused before its body was parsed.
+    """
     level = "info" if status < 400 else "warning" if status < 500 else "error"
     line = f'{{"log":"push","level":"{level}","status":{status},"outcome":"{outcome}","ms":{ms:.2f}'
-    if event_id is not None:
-        line += f',"eventId":{_dumps(event_id)},"eventType":{_dumps(event_type)},"device":{_dumps(device)}'
+    if push is not None:
+        line += (
+            f',"eventId":{_dumps(push.event_id)},"eventType":{_dumps(push.event_type)}'
+            f',"device":{_dumps(push.device_id)}'
+        )
     if reason is not None:
         line += f',"reason":"{reason}"'
     return line + "}"

@@ -66,34 +66,15 @@ def receive_push() -> Response:
         return _reject(exc, started, push, receiver)
     ms = (time.perf_counter() - started) * 1000
     outcome = "accepted" if queued else "duplicate"
-    receiver.access_log.write(
-        push_line(
-            status=200,
-            outcome=outcome,
-            ms=ms,
-            event_id=push.event_id,
-            event_type=push.event_type,
-            device=push.device_id,
-        )
-    )
+    receiver.access_log.write(push_line(status=200, outcome=outcome, ms=ms, push=push))
     return Response(_ACCEPTED if queued else _DUPLICATE, 200, mimetype=_JSON)
 
 
 def _reject(exc: RejectedPush, started: float, push: Push | None, receiver: Receiver) -> Response:
     ms = (time.perf_counter() - started) * 1000
-    if push is None:
-        line = push_line(status=exc.status_code, outcome="rejected", ms=ms, reason=exc.reason)
-    else:
-        line = push_line(
-            status=exc.status_code,
-            outcome="rejected",
-            ms=ms,
-            reason=exc.reason,
-            event_id=push.event_id,
-            event_type=push.event_type,
-            device=push.device_id,
-        )
-    receiver.access_log.write(line)
+    receiver.access_log.write(
+        push_line(status=exc.status_code, outcome="rejected", ms=ms, push=push, reason=exc.reason)
+    )
     response = Response(
         json.dumps({"error": exc.reason, "detail": exc.detail}),
         exc.status_code,

@@ -19,6 +19,7 @@ import json
 import logging
 import random
 import time
+from pathlib import Path
 from typing import Any
 
 from redis import Redis
@@ -49,8 +50,6 @@ class _Runtime:
         self.destinations: dict[str, Destination] = {}
 
     def load(self) -> None:
-        from pathlib import Path
-
         settings = Settings.from_env()
         mapping = load_mapping(Path(settings.mapping_path) if settings.mapping_path else None)
         self.redis = connect(

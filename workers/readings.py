@@ -114,16 +114,24 @@ def _time(obj: dict[str, Any], fallback: str) -> str:
     return at if isinstance(at, str) and at else fallback
 
 
-def _state(key: str) -> Extractor:
+def _single(key: str, name: str, field: str, read: Callable[[dict[str, Any], str], Value] = _number) -> Extractor:
+    """An extractor for types that report one value: ``data[key][field]`` as ``name``."""
+
     def extract(data: dict[str, Any], timestamp: str) -> list[Reading]:
         inner = _keyed(data, key)
-        return [Reading(_time(inner, timestamp), {"state": _text(inner, "state")})]
+        return [Reading(_time(inner, timestamp), {name: read(inner, field)})]
 
     return extract
 
 
 for _state_type in ("objectPresent", "waterPresent", "motion", "contact", "probeWireStatus"):
-    EXTRACTORS[_state_type] = _state(_state_type)
+    EXTRACTORS[_state_type] = _single(_state_type, "state", "state", _text)
+EXTRACTORS["objectPresentCount"] = _single("objectPresentCount", "total", "total")
+EXTRACTORS["touchCount"] = _single("touchCount", "total", "total")
+EXTRACTORS["co2"] = _single("co2", "ppm", "ppm")
+EXTRACTORS["pressure"] = _single("pressure", "pascal", "pascal")
+EXTRACTORS["batteryStatus"] = _single("batteryStatus", "battery_pct", "percentage")
+EXTRACTORS["connectionStatus"] = _single("connectionStatus", "connection", "connection", _text)
 
 
 @extracts("deskOccupancy")
@@ -139,18 +147,6 @@ def _desk_occupancy(data: dict[str, Any], timestamp: str) -> list[Reading]:
 @extracts("touch")
 def _touch(data: dict[str, Any], timestamp: str) -> list[Reading]:
     return [Reading(_time(_keyed(data, "touch"), timestamp), {"touched": True})]
-
-
-def _counter(key: str) -> Extractor:
-    def extract(data: dict[str, Any], timestamp: str) -> list[Reading]:
-        inner = _keyed(data, key)
-        return [Reading(_time(inner, timestamp), {"total": _number(inner, "total")})]
-
-    return extract
-
-
-EXTRACTORS["objectPresentCount"] = _counter("objectPresentCount")
-EXTRACTORS["touchCount"] = _counter("touchCount")
 
 
 @extracts("temperature")
@@ -184,18 +180,6 @@ def _samples(inner: dict[str, Any], names: dict[str, str]) -> list[Reading]:
     return readings
 
 
-@extracts("co2")
-def _co2(data: dict[str, Any], timestamp: str) -> list[Reading]:
-    inner = _keyed(data, "co2")
-    return [Reading(_time(inner, timestamp), {"ppm": _number(inner, "ppm")})]
-
-
-@extracts("pressure")
-def _pressure(data: dict[str, Any], timestamp: str) -> list[Reading]:
-    inner = _keyed(data, "pressure")
-    return [Reading(_time(inner, timestamp), {"pascal": _number(inner, "pascal")})]
-
-
 @extracts("networkStatus")
 def _network_status(data: dict[str, Any], timestamp: str) -> list[Reading]:
     inner = _keyed(data, "networkStatus")
@@ -206,18 +190,6 @@ def _network_status(data: dict[str, Any], timestamp: str) -> list[Reading]:
     if isinstance(inner.get("transmissionMode"), str):
         values["transmission_mode"] = inner["transmissionMode"]
     return [Reading(_time(inner, timestamp), values)]
-
-
-@extracts("batteryStatus")
-def _battery_status(data: dict[str, Any], timestamp: str) -> list[Reading]:
-    inner = _keyed(data, "batteryStatus")
-    return [Reading(_time(inner, timestamp), {"battery_pct": _number(inner, "percentage")})]
-
-
-@extracts("connectionStatus")
-def _connection_status(data: dict[str, Any], timestamp: str) -> list[Reading]:
-    inner = _keyed(data, "connectionStatus")
-    return [Reading(_time(inner, timestamp), {"connection": _text(inner, "connection")})]
 
 
 @extracts("ethernetStatus")

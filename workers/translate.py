@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from connector.events import device_of
 from workers.mapping import Mapping
 from workers.readings import Reading, UnreadableEvent, readings_of
 
@@ -153,14 +154,12 @@ def to_spot(push: dict[str, Any], mapping: Mapping) -> list[dict[str, Any]]:
 
 
 def device_id_of(push: dict[str, Any]) -> str:
-    """The DT device id: ``metadata.deviceId``, else the last segment of ``targetName``."""
-    metadata = push.get("metadata")
-    if isinstance(metadata, dict) and isinstance(metadata.get("deviceId"), str) and metadata["deviceId"]:
-        return str(metadata["deviceId"])
-    target = _event(push).get("targetName")
-    if isinstance(target, str) and "/devices/" in target:
-        return target.rsplit("/", 1)[-1]
-    raise InvalidEvent("event names no device (no metadata.deviceId or targetName)")
+    """The DT device id (``connector.events.device_of``); InvalidEvent when the push names none."""
+    _event(push)  # device_of expects a validated envelope
+    device = device_of(push)
+    if not device:
+        raise InvalidEvent("event names no device (no metadata.deviceId or targetName)")
+    return device
 
 
 def is_backfilled(push: dict[str, Any]) -> bool:

@@ -23,6 +23,7 @@ from rq.worker_pool import WorkerPool
 from connector.config import Settings
 from connector.logs import configure as configure_logging
 from connector.redis_conn import connect
+from connector.rqjob import QUEUES_SET
 
 log = logging.getLogger("workers")
 
@@ -33,7 +34,7 @@ def run_worker(settings: Settings, *, burst: bool = False, name: str | None = No
     # RQ's blocking dequeue waits longer than a push-path timeout, so no socket timeout here.
     redis = connect(settings.redis_url, timeout_s=None, tls_verify=settings.redis_tls_verify)
     queue = Queue(settings.queue_name, connection=redis, serializer=JSONSerializer)
-    redis.sadd("rq:queues", queue.key)
+    redis.sadd(QUEUES_SET, queue.key)
     if settings.worker_processes > 1:
         log.info("worker pool of %d consuming queue %s", settings.worker_processes, settings.queue_name)
         pool = WorkerPool(

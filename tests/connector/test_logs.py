@@ -7,11 +7,12 @@ import os
 import threading
 import time
 
+from connector.events import Push
 from connector.logs import AccessLog, push_line
 
 
 def test_push_line_is_json_with_level_by_status():
-    line = json.loads(push_line(status=200, outcome="accepted", ms=1.234, event_id='a"b', event_type="t", device="d"))
+    line = json.loads(push_line(status=200, outcome="accepted", ms=1.234, push=Push('a"b', "t", "d")))
     assert line == {
         "log": "push",
         "level": "info",

@@ -13,17 +13,18 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import IO
 
 import psutil
 import pytest
 import requests
 from redis import Redis
 
+from connector.cli import web_command
 from connector.embedded_redis import EmbeddedRedis, free_port
 from tests.conftest import SECRET, dt_body, queued_ids, sign
 
@@ -31,8 +32,13 @@ pytestmark = pytest.mark.slow
 
 
 @contextmanager
-def gunicorn(redis_url: str, **env: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """Run the receiver with the project's gunicorn settings on a free port."""
+def gunicorn(
+    redis_url: str, *, log: IO[bytes] | None = None, **env: str
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Run the receiver with the project's gunicorn settings on a free port.
+
+    Its output goes to ``log`` when given, else nowhere. Leaving the block stops it (SIGTERM).
+    """
     port = free_port()
     environ = {
         **os.environ,
@@ -44,19 +50,10 @@ def gunicorn(redis_url: str, **env: str) -> Iterator[tuple[str, subprocess.Popen
         **env,
     }
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "-c",
-            "python:connector.gunicorn_config",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "connector:create_app()",
-        ],
+        web_command(f"127.0.0.1:{port}"),
         env=environ,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=log or subprocess.DEVNULL,
+        stderr=subprocess.STDOUT if log else subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -194,39 +191,15 @@ def test_redis_down_answers_503_then_recovers(redis: Redis):
 def test_buffered_access_lines_are_flushed_when_the_server_stops(redis: Redis, redis_server: EmbeddedRedis, tmp_path):
     """Lines waiting in the buffer reach stdout on a graceful stop (SIGTERM), not lost."""
     log_path = tmp_path / "web.log"
-    port = free_port()
-    env = {**os.environ, "REDIS_URL": redis_server.url, "DT_SIGNATURE_SECRET": SECRET, "ACCESS_LOG_FLUSH_MS": "5000"}
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "-c",
-                "python:connector.gunicorn_config",
-                "--bind",
-                f"127.0.0.1:{port}",
-                "connector:create_app()",
-            ],
-            env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            base = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 20
-            while True:
-                try:
-                    requests.get(f"{base}/healthz", timeout=1)
-                    break
-                except requests.RequestException:
-                    assert time.monotonic() < deadline
-                    time.sleep(0.1)
-            for n in range(5):
-                assert post(base, dt_body(event_id=f"flush{n}")).status_code == 200
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
+    with (
+        log_path.open("wb") as log_file,
+        gunicorn(redis_server.url, log=log_file, ACCESS_LOG_FLUSH_MS="5000") as (
+            base,
+            _process,
+        ),
+    ):
+        for n in range(5):
+            assert post(base, dt_body(event_id=f"flush{n}")).status_code == 200
     logged = [line for line in log_path.read_text().splitlines() if '"log":"push"' in line]
     assert sorted(json.loads(line)["eventId"] for line in logged) == [f"flush{n}" for n in range(5)]
 
