@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from typing import Any
 
 from redis import Redis
 from redis.exceptions import NoScriptError, RedisError
@@ -71,6 +72,14 @@ def dedupe_and_enqueue_script(template: JobTemplate) -> str:
     return _SCRIPT_TEMPLATE.replace("{static_fields}", "".join(f", {_lua_literal(v)}" for v in template.static_fields))
 
 
+_JOB_PREFIX = JOB_PREFIX.encode()
+
+
+def _bulk(value: bytes) -> bytes:
+    """``value`` as a RESP bulk string."""
+    return b"$%d\r\n%s\r\n" % (len(value), value)
+
+
 def _lua_literal(value: bytes) -> str:
     """A Lua string literal for arbitrary bytes (decimal escapes for anything unusual)."""
     safe = set(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.:/ ")
@@ -94,8 +103,33 @@ class Enqueuer:
         self._sha = hashlib.sha1(self._source.encode(), usedforsecurity=False).hexdigest()
         self._queue_key = f"{QUEUE_PREFIX}{queue_name}"
         self._destinations = tuple(destinations)
-        self._ttl = str(dedupe_ttl_s).encode()
         self._registered = False
+        # EVALSHA <sha> <numkeys> KEYS... ARGV...: everything constant is encoded once.
+        key_count = 2 + len(self._destinations)
+        arg_count = 3 + key_count + 2 + 2 * len(self._destinations)
+        self._head = b"*%d\r\n" % arg_count + b"".join(
+            _bulk(part) for part in (b"EVALSHA", self._sha.encode(), str(key_count).encode())
+        )
+        self._queue_bulk = _bulk(self._queue_key.encode())
+        self._ttl_bulk = _bulk(str(dedupe_ttl_s).encode())
+
+    def _send(self, command: bytes) -> Any:
+        """Send one pre-encoded command on a pooled connection and read its reply.
+
+        This is redis-py's own connection and reply parser without the generic
+        ``execute_command`` layer (argument encoding, retry wrapper, reply callbacks),
+        which cost more per push than everything else in the receiver. The pool hands
+        out a connection only after checking it is still open (a Redis restart leaves
+        stale ones) and reconnects otherwise; a connection that fails mid-command is
+        closed by redis-py and the push is answered 503, which DT retries.
+        """
+        pool = self._redis.connection_pool
+        connection = pool.get_connection()
+        try:
+            connection.send_packed_command([command])  # type: ignore[no-untyped-call]
+            return connection.read_response()
+        finally:
+            pool.release(connection)
 
     def register_queue(self) -> None:
         """Add the queue to RQ's registry of queues (what ``rq info`` lists).
@@ -125,27 +159,25 @@ class Enqueuer:
                 raise QueueUnavailable(
                     "redis-unavailable", f"could not queue the event ({type(exc).__name__})"
                 ) from None
-        stamp = rq_timestamp(received_at)
-        keys = [SEEN_PREFIX + event_id, self._queue_key]
-        args: list[bytes | str] = [self._ttl, stamp]
+        parts = [self._head, _bulk((SEEN_PREFIX + event_id).encode()), self._queue_bulk]
+        payloads: list[bytes] = []
         for destination in self._destinations:
-            jid = job_id(destination, event_id)
-            keys.append(JOB_PREFIX + jid)
-            args.append(jid)
-            args.append(job_payload(destination, body, received_at))
+            jid = job_id(destination, event_id).encode()
+            parts.append(_bulk(_JOB_PREFIX + jid))
+            payloads.append(_bulk(jid))
+            payloads.append(_bulk(job_payload(destination, body, received_at)))
+        parts.append(self._ttl_bulk)
+        parts.append(_bulk(rq_timestamp(received_at)))
+        parts.extend(payloads)
+        command = b"".join(parts)
         try:
             try:
-                # EVALSHA straight through execute_command: redis-py's Script wrapper added
-                # measurable per-push overhead. After a Redis restart the script cache is
-                # empty; load it and retry once (nothing ran, so nothing is done twice).
-                result = self._redis.execute_command(  # type: ignore[no-untyped-call]
-                    "EVALSHA", self._sha, len(keys), *keys, *args
-                )
+                result = self._send(command)
             except NoScriptError:
+                # After a Redis restart the script cache is empty; load it and retry once
+                # (nothing ran, so nothing is done twice).
                 self._redis.script_load(self._source)
-                result = self._redis.execute_command(  # type: ignore[no-untyped-call]
-                    "EVALSHA", self._sha, len(keys), *keys, *args
-                )
+                result = self._send(command)
             return bool(result)
         except RedisError as exc:
             raise QueueUnavailable("redis-unavailable", f"could not queue the event ({type(exc).__name__})") from None

@@ -17,6 +17,7 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from connector import create_app
+from connector.embedded_redis import EmbeddedRedis, free_port
 from connector.logs import AccessLog
 from tests.conftest import OLD_SECRET, SECRET, dt_body, make_settings, push, queued_ids, sign
 
@@ -204,6 +205,32 @@ def test_acknowledgement_waits_for_redis(client: FlaskClient, redis: Redis):
     assert time.monotonic() - started >= 0.35
     assert result["response"].status_code == 200  # type: ignore[attr-defined]
     assert result["job_present"] is True
+
+
+def test_a_redis_restart_between_pushes_costs_no_503(redis: Redis):
+    """The pooled connection is stale after a restart; the push retries once on a new one."""
+    own = EmbeddedRedis(port=free_port()).start()
+    try:
+        client = create_app(make_settings(own.url), configure_logs=False).test_client()
+        assert push(client, dt_body(event_id="beforeR")).status_code == 200
+        own.stop()
+        own.start()  # same port, empty: the script cache is gone too
+        response = push(client, dt_body(event_id="afterR"))
+        assert response.status_code == 200, response.get_data()
+        assert queued_ids(Redis.from_url(own.url)) == ["log-afterR"]
+    finally:
+        own.stop()
+
+
+def test_every_destination_gets_its_own_job(redis: Redis, redis_server):
+    settings = make_settings(redis_server.url, destinations=("log", "moost", "spot"))
+    client = create_app(settings, configure_logs=False).test_client()
+    assert push(client, dt_body(event_id="evtM")).get_json() == {"status": "accepted"}
+    assert push(client, dt_body(event_id="evtM")).get_json() == {"status": "duplicate"}
+    assert queued_ids(redis) == ["log-evtM", "moost-evtM", "spot-evtM"]
+    for destination in ("log", "moost", "spot"):
+        job = Job.fetch(f"{destination}-evtM", connection=redis, serializer=JSONSerializer)
+        assert job.args[0] == destination and job.args[1]["event"]["eventId"] == "evtM"
 
 
 def test_health_and_readiness(client: FlaskClient):
