@@ -59,7 +59,10 @@ class StandIn:
                     reply = script.pop(0) if len(script) > 1 else script[0]
                 if reply.delay_s:
                     time.sleep(reply.delay_s)
-                raw = b"" if reply.body is None else json.dumps(reply.body).encode()
+                if isinstance(reply.body, bytes):  # sent as is (e.g. a body that is not JSON)
+                    raw = reply.body
+                else:
+                    raw = b"" if reply.body is None else json.dumps(reply.body).encode()
                 try:
                     self.send_response(reply.status)
                     for name, value in reply.headers.items():

@@ -22,7 +22,7 @@ from connector.config import Settings
 from workers.mapping import Mapping
 from workers.readings import UnreadableEvent, readings_of
 from workers.send import EXCERPT_CHARS, Outcome, Sender
-from workers.translate import to_moost, to_spot
+from workers.translate import is_backfilled, to_moost, to_spot
 
 log = logging.getLogger("workers.forward")
 
@@ -166,6 +166,7 @@ class SpotDestination:
 
     def __init__(self, settings: Settings, mapping: Mapping, sender: Sender) -> None:
         self._url = f"{settings.spot_base_url}/v1/integrations/{settings.spot_integration_id}/events"
+        self._import_url = f"{self._url}/import"
         self._headers = {"Authorization": f"Bearer {settings.spot_api_key}"}
         self._mapping = mapping
         self._sender = sender
@@ -174,11 +175,17 @@ class SpotDestination:
         return f"SpotDestination({self._url})"
 
     def deliver(self, push: dict[str, Any], *, event_id: str, now: float, replay: bool = False) -> Outcome:
-        # Spot's bulk import needs Spot's own device ids, which we do not keep: replays are
-        # ingested one by one like live events.
+        bodies = to_spot(push, self._mapping)
+        posts: list[tuple[str, Any]]
+        if (replay or is_backfilled(push)) and bodies and all("integration_device_id" in b for b in bodies):
+            # Spot's bulk import takes only devices that exist in Spot (addressed by id):
+            # a backlog goes in one request. Other devices are ingested one by one.
+            posts = [(self._import_url, {"integration_events": bodies})]
+        else:
+            posts = [(self._url, body) for body in bodies]
         outcome = Outcome("delivered", "nothing-to-send")
-        for body in to_spot(push, self._mapping):
-            outcome = self._sender.post_json(self._url, body, headers=self._headers, idempotency_key=event_id, now=now)
+        for url, body in posts:
+            outcome = self._sender.post_json(url, body, headers=self._headers, idempotency_key=event_id, now=now)
             if outcome.status == 401:
                 return Outcome("failed", "spot-api-key-rejected", 401, excerpt=outcome.excerpt[:EXCERPT_CHARS])
             if outcome.kind != "delivered":

@@ -159,6 +159,9 @@ class Mapping:
     spot_device_prefix: str
     moost: dict[str, MoostRule]
     spot: dict[str, SpotRule]
+    spot_device_label: str = ""
+    """DT label holding a device's Spot ``integration_device_id`` ("" = none): labelled devices
+    are addressed by that id, and their backfilled and replayed events go to Spot's bulk import."""
 
     def moost_rule(self, event_type: str) -> MoostRule:
         return self.moost.get(event_type) or MoostRule(skip=f"{event_type} is not in the mapping")
@@ -217,6 +220,7 @@ def parse_mapping(text: str, *, source: str = "mapping") -> Mapping:
         building_label=_string(moost_section, "building_label", "moost.building_label", required=True),
         default_building=_string(moost_section, "default_building", "moost.default_building", required=False),
         spot_device_prefix=_string(spot_section, "device_id_prefix", "spot.device_id_prefix", required=False),
+        spot_device_label=_string(spot_section, "device_label", "spot.device_label", required=False),
         moost=moost,
         spot=spot,
     )

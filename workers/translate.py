@@ -30,6 +30,8 @@ MOOST_BUILDING_ID = re.compile(r"[a-zA-Z0-9:._-]{1,100}")
 MOOST_DEVICE_ID = re.compile(r"[a-zA-Z0-9:._-]{3,64}")
 MOOST_NAME_MAX = 100
 SPOT_EXTERNAL_ID_MAX = 255
+SPOT_INT32_MAX = 2**31 - 1
+SPOT_DEVICE_ID = re.compile(r"[0-9]{1,10}")
 MAX_EPOCH_SECONDS = 10**11  # far beyond any date in seconds; catches milliseconds sent as seconds
 
 _RFC3339 = re.compile(r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(Z|z|[+-]\d{2}:\d{2})")
@@ -113,6 +115,10 @@ def to_moost(push: dict[str, Any], mapping: Mapping, *, customer_id: str) -> Moo
 def to_spot(push: dict[str, Any], mapping: Mapping) -> list[dict[str, Any]]:
     """Spot ``Ingest Integration Event`` bodies for ``push`` (one per reading).
 
+    The device is named by ``device_external_id`` (Spot finds or creates it), or, when the
+    DT device carries the mapping's ``spot.device_label``, by that ``integration_device_id``;
+    such bodies are also valid items for Spot's bulk import.
+
     Raises:
         Skipped: the type is not mapped to Spot, or its Spot event type id is not set.
         InvalidEvent: the event cannot be expressed (no time, id too long).
@@ -126,8 +132,14 @@ def to_spot(push: dict[str, Any], mapping: Mapping) -> list[dict[str, Any]]:
         raise Skipped("spot-type-not-set", f"events.{event_type}.spot.event_type_id is 0 in the mapping")
     labels = _labels(push)
     device_id = device_id_of(push)
-    external_id = mapping.spot_device_prefix + device_id
-    if not 1 <= len(external_id) <= SPOT_EXTERNAL_ID_MAX:
+    device: dict[str, Any] = {"device_external_id": mapping.spot_device_prefix + device_id}
+    spot_device = labels.get(mapping.spot_device_label) if mapping.spot_device_label else None
+    if spot_device:
+        if not (SPOT_DEVICE_ID.fullmatch(spot_device) and 0 < int(spot_device) <= SPOT_INT32_MAX):
+            label = mapping.spot_device_label
+            raise InvalidEvent(f"label {label!r} must be a Spot integration device id (got {spot_device!r})")
+        device = {"integration_device_id": int(spot_device)}
+    elif not 1 <= len(device["device_external_id"]) <= SPOT_EXTERNAL_ID_MAX:
         raise InvalidEvent(f"device_external_id must be 1 to {SPOT_EXTERNAL_ID_MAX} characters")
     metadata = push.get("metadata") if isinstance(push.get("metadata"), dict) else {}
     project_id = (metadata or {}).get("projectId") or _project_of(event)
@@ -142,7 +154,7 @@ def to_spot(push: dict[str, Any], mapping: Mapping) -> list[dict[str, Any]]:
         body: dict[str, Any] = {
             "integration_event_type_id": rule.event_type_id,
             "timestamp": rfc3339_millis(reading.at),
-            "device_external_id": external_id,
+            **device,
             "attributes": attributes,
         }
         if rule.duration_ms is not None:

@@ -12,6 +12,7 @@ from requests.structures import CaseInsensitiveDict
 from tests.standins import Reply, StandIn
 from workers.send import (
     DEFAULT_SCHEDULE_S,
+    EXCERPT_CHARS,
     MAX_RETRY_AFTER_S,
     Sender,
     classify,
@@ -137,3 +138,17 @@ def test_sender_429_then_500_then_success(standin: StandIn):
     assert (first.kind, first.retry_after_s, "slow down" in first.excerpt) == ("retry", 30.0, True)
     assert (second.kind, second.reason) == ("retry", "http-500")
     assert third.kind == "delivered"
+
+
+def test_sender_does_not_follow_redirects(standin: StandIn):
+    standin.script("/moved", Reply(307, {"error": "moved"}, headers={"Location": "/elsewhere"}))
+    outcome = Sender().post_json(f"{standin.url}/moved", {"n": 1}, now=NOW)
+    assert (outcome.kind, outcome.reason, outcome.status) == ("failed", "unexpected-redirect", 307)
+    assert [seen.path for seen in standin.requests] == ["/moved"]
+
+
+def test_sender_keeps_an_excerpt_of_an_error_even_when_it_is_not_utf8(standin: StandIn):
+    standin.script("/bad", Reply(400, body=b"\xff\xfe bad field " + b"x" * 5000))
+    outcome = Sender().post_json(f"{standin.url}/bad", {}, now=NOW)
+    assert outcome.kind == "failed" and "bad field" in outcome.excerpt
+    assert len(outcome.excerpt) <= EXCERPT_CHARS

@@ -215,6 +215,23 @@ class TestSpot:
         with pytest.raises(InvalidEvent):
             to_spot(push_of("co2", device_id="d" * 256), self.mapping)
 
+    def test_labelled_spot_device_is_addressed_by_id(self):
+        labels = {"name": "Door 1", "spot_device_id": "4711"}
+        [body] = to_spot(push_of("contact", labels=labels), self.mapping)
+        assert body["integration_device_id"] == 4711
+        assert "device_external_id" not in body
+        assert body["attributes"]["label_spot_device_id"] == "4711"
+
+    @pytest.mark.parametrize("value", ["abc", "-3", "0", "2147483648", "4.5", "²", "٣"])
+    def test_spot_device_label_that_is_not_an_id_is_invalid(self, value):
+        with pytest.raises(InvalidEvent, match="spot_device_id"):
+            to_spot(push_of("contact", labels={"spot_device_id": value}), self.mapping)
+
+    def test_spot_device_label_can_be_switched_off(self):
+        mapping = replace(self.mapping, spot_device_label="")
+        [body] = to_spot(push_of("contact", labels={"spot_device_id": "abc"}), mapping)
+        assert body["device_external_id"] == "bchonod7rihjtvdmd2vg"
+
     def test_buffer_is_sent_when_configured(self):
         rules = dict(self.mapping.spot)
         rules["co2"] = SpotRule(event_type_id=7, buffer_ms=120000)
