@@ -54,6 +54,17 @@ def build_policy(settings: Settings, *, key_store: JwksKeyStore | None = None) -
     )
 
 
+def build_enqueuer(settings: Settings, redis: Redis) -> Enqueuer:
+    """The dedupe+enqueue step for ``settings`` (the receiver's, and backfill's)."""
+    return Enqueuer(
+        redis,
+        queue_name=settings.queue_name,
+        destinations=settings.destinations,
+        dedupe_ttl_s=settings.dedupe_ttl_s,
+        template=JobTemplate.from_rq(queue_name=settings.queue_name, timeout_s=settings.job_timeout_s),
+    )
+
+
 def create_app(
     settings: Settings | None = None, *, configure_logs: bool = True, access_log: AccessLog | None = None
 ) -> Flask:
@@ -68,13 +79,7 @@ def create_app(
     if configure_logs:
         configure_logging()
     redis = connect(settings.redis_url, timeout_s=settings.redis_timeout_s, tls_verify=settings.redis_tls_verify)
-    enqueuer = Enqueuer(
-        redis,
-        queue_name=settings.queue_name,
-        destinations=settings.destinations,
-        dedupe_ttl_s=settings.dedupe_ttl_s,
-        template=JobTemplate.from_rq(queue_name=settings.queue_name, timeout_s=settings.job_timeout_s),
-    )
+    enqueuer = build_enqueuer(settings, redis)
     app = Flask(__name__)
     # One byte over the limit: Werkzeug silently truncates a chunked body at this length,
     # so the view reads limit + 1 bytes and can tell "exactly at the limit" from "over it".

@@ -5,6 +5,9 @@
 * ``dt-connector worker``: the worker process (Procfile ``worker:``).
 * ``dt-connector check-config``: validate the environment and print a secret-free summary.
 * ``dt-connector failed list|show|replay``: dead-lettered deliveries.
+* ``dt-connector send-test-event``: act as DT against a receiver.
+* ``dt-connector connector create|update|show|metrics``: the DT Data Connector.
+* ``dt-connector backfill``: queue missed events from DT's event history.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import requests
 from connector.config import Settings
 from connector.embedded_redis import EmbeddedRedis
 from connector.errors import ConfigError
+from connector.ngrok import NgrokError
 
 GUNICORN_CONFIG = "python:connector.gunicorn_config"
 """The Procfile's gunicorn settings (``gunicorn.conf.py`` loads the same module)."""
@@ -39,16 +43,29 @@ def main(argv: list[str] | None = None) -> int:
     dev.add_argument("--port", type=int, default=int(os.environ.get("PORT", "5000")))
     dev.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback only)")
     dev.add_argument("--state-dir", type=Path, default=STATE_DIR)
+    dev.add_argument("--ngrok", action="store_true", help="expose the receiver through an ngrok https tunnel")
     worker = commands.add_parser("worker", help="run the RQ worker (Procfile worker:)")
     worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
     commands.add_parser("check-config", help="validate configuration from the environment")
     from workers.failed_cli import add_parser as add_failed_parser  # the CLI spans both sides
 
     add_failed_parser(commands)
+    from connector.commands import add_parsers
+
+    add_parsers(commands)
     args = parser.parse_args(argv)
     try:
         if args.command == "dev":
-            return run_dev(port=args.port, host=args.host, state_dir=args.state_dir)
+            return run_dev(port=args.port, host=args.host, state_dir=args.state_dir, ngrok=args.ngrok)
+        if args.command in ("send-test-event", "connector", "backfill"):
+            from connector import commands as user_commands
+
+            run = {
+                "send-test-event": user_commands.run_send_test_event,
+                "connector": user_commands.run_connector,
+                "backfill": user_commands.run_backfill,
+            }[args.command]
+            return run(args, os.environ)
         if args.command == "worker":
             from workers.worker import run_worker
 
@@ -65,9 +82,12 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"dt-connector: configuration error: {exc}", file=sys.stderr)
         return 2
+    except NgrokError as exc:
+        print(f"dt-connector: ngrok: {exc}", file=sys.stderr)
+        return 1
 
 
-def run_dev(*, port: int, host: str, state_dir: Path) -> int:
+def run_dev(*, port: int, host: str, state_dir: Path, ngrok: bool = False) -> int:
     """Run the local stack in the foreground; returns the exit status."""
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"
@@ -105,6 +125,8 @@ def run_dev(*, port: int, host: str, state_dir: Path) -> int:
         if _wait_ready(f"http://127.0.0.1:{port}/readyz", children, lambda: stopping):
             shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
             print(f"dt-connector dev: ready. Push DT events to http://{shown}:{port}/dt/events", flush=True)
+            if ngrok:
+                children.append(_start_tunnel(port, env))
             print("dt-connector dev: Ctrl-C stops everything.", flush=True)
         while not stopping:
             if any(child.poll() is not None for child in children):
@@ -117,6 +139,35 @@ def run_dev(*, port: int, host: str, state_dir: Path) -> int:
         if redis:
             redis.stop()
         print("dt-connector dev: stopped.", flush=True)
+
+
+def _start_tunnel(port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """Start ngrok, print the public push URL and, with DT credentials, point the connector at it."""
+    from connector import ngrok
+    from connector.config import DtApiSettings
+    from connector.dtapi import DtApi, DtApiError
+
+    agent = ngrok.start_agent(Path(__file__).resolve().parents[1] / "ngrok.yml", port=port, env=env)
+    try:
+        public = ngrok.wait_for_url(
+            env.get("NGROK_API_URL", ngrok.DEFAULT_API_URL), port=port, alive=lambda: agent.poll() is None
+        )
+    except ngrok.NgrokError:
+        _stop_all([agent])
+        raise
+    push_url = f"{public}/dt/events"
+    print(f"dt-connector dev: public URL (register it as the Data Connector's URL): {push_url}", flush=True)
+    if DtApiSettings.configured(env):
+        api_settings = DtApiSettings.from_env(env)
+        if not api_settings.connector_id:
+            print("dt-connector dev: set DT_CONNECTOR_ID to have the Data Connector pointed here", flush=True)
+        else:
+            try:
+                DtApi(api_settings).update_connector(api_settings.connector_id, {"httpConfig": {"url": push_url}})
+                print(f"dt-connector dev: Data Connector {api_settings.connector_id} now pushes to {push_url}")
+            except DtApiError as exc:
+                print(f"dt-connector dev: could not update the Data Connector: {exc}", file=sys.stderr)
+    return agent
 
 
 def web_command(bind: str, app: str = "connector:create_app()") -> list[str]:

@@ -239,3 +239,56 @@ def _name(env: Mapping[str, str], key: str, default: str) -> str:
     if not value or not all(c.isalnum() or c in "-_" for c in value):
         raise ConfigError(f"{key} must be letters, digits, '-' or '_' (got {value!r})")
     return value
+
+
+DT_API_URL = "https://api.disruptive-technologies.com/v2"
+DT_TOKEN_URL = "https://identity.disruptive-technologies.com/oauth2/token"  # noqa: S105 (a URL)
+
+
+@dataclass(frozen=True)
+class DtApiSettings:
+    """Credentials and addresses for DT's REST API (``connector``, ``backfill``, ``dev --ngrok``)."""
+
+    key_id: str
+    secret: str = field(repr=False)
+    email: str
+    project_id: str
+    api_url: str = DT_API_URL
+    token_url: str = DT_TOKEN_URL
+    connector_id: str = ""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> DtApiSettings:
+        """Read ``DT_SERVICE_ACCOUNT_*``, ``DT_PROJECT_ID`` and friends.
+
+        Raises:
+            ConfigError: naming every missing variable.
+        """
+        env = os.environ if environ is None else environ
+        required = (
+            "DT_SERVICE_ACCOUNT_KEY_ID",
+            "DT_SERVICE_ACCOUNT_SECRET",
+            "DT_SERVICE_ACCOUNT_EMAIL",
+            "DT_PROJECT_ID",
+        )
+        missing = [name for name in required if not env.get(name, "").strip()]
+        if missing:
+            raise ConfigError(
+                f"DT REST API access needs {', '.join(missing)} (a DT service account with the "
+                "Project Developer role, and the project id)"
+            )
+        return cls(
+            key_id=env["DT_SERVICE_ACCOUNT_KEY_ID"].strip(),
+            secret=env["DT_SERVICE_ACCOUNT_SECRET"].strip(),
+            email=env["DT_SERVICE_ACCOUNT_EMAIL"].strip(),
+            project_id=env["DT_PROJECT_ID"].strip(),
+            api_url=_url(env, "DT_API_URL", DT_API_URL),
+            token_url=_url(env, "DT_TOKEN_URL", DT_TOKEN_URL),
+            connector_id=env.get("DT_CONNECTOR_ID", "").strip(),
+        )
+
+    @staticmethod
+    def configured(environ: Mapping[str, str] | None = None) -> bool:
+        """True when the service-account variables are set at all."""
+        env = os.environ if environ is None else environ
+        return bool(env.get("DT_SERVICE_ACCOUNT_KEY_ID", "").strip())

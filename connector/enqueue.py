@@ -142,8 +142,10 @@ class Enqueuer:
         self._redis.sadd(QUEUES_SET, self._queue_key)
         self._registered = True
 
-    def enqueue(self, event_id: str, body: bytes, *, received_at: float) -> bool:
+    def enqueue(self, event_id: str, body: bytes, *, received_at: float, replay: bool = False) -> bool:
         """Queue ``body`` for every destination unless ``event_id`` was seen.
+
+        ``replay`` marks an event taken from DT's history (see ``job_payload``).
 
         Returns:
             True when jobs were queued, False for a duplicate (already queued).
@@ -165,7 +167,7 @@ class Enqueuer:
             jid = job_id(destination, event_id).encode()
             parts.append(_bulk(_JOB_PREFIX + jid))
             payloads.append(_bulk(jid))
-            payloads.append(_bulk(job_payload(destination, body, received_at)))
+            payloads.append(_bulk(job_payload(destination, body, received_at, replay=replay)))
         parts.append(self._ttl_bulk)
         parts.append(_bulk(rq_timestamp(received_at)))
         parts.extend(payloads)

@@ -45,17 +45,20 @@ def job_id(destination: str, event_id: str) -> str:
     return f"{destination}-h{hashlib.sha256(event_id.encode()).hexdigest()[:40]}"
 
 
-def job_payload(destination: str, body: bytes, received_at: float) -> bytes:
-    """RQ JSON-serialised call data: ``forward(destination, <push body>, received_at)``.
+def job_payload(destination: str, body: bytes, received_at: float, *, replay: bool = False) -> bytes:
+    """RQ JSON-serialised call data: ``forward(destination, <push body>, received_at[, replay])``.
 
     ``body`` is already-validated JSON, so it is spliced in verbatim rather than
     re-serialised. RQ reads uncompressed ``data`` (``Job.restore`` falls back to it).
+    ``replay`` marks events from history (backfill), which destinations send to their
+    historical or bulk endpoints.
     """
-    return b'["%s",null,["%s",%s,%r],{}]' % (
+    return b'["%s",null,["%s",%s,%r%s],{}]' % (
         FORWARD_FUNC.encode(),
         destination.encode(),
         body,
         received_at,
+        b",true" if replay else b"",
     )
 
 

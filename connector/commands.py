@@ -1,0 +1,307 @@
+"""The user-facing commands around the service: ``send-test-event``, ``connector``, ``backfill``.
+
+``connector/cli.py`` parses arguments; these functions do the work and return an exit
+status. Secrets are printed only where the user asked for one to be made (a generated
+signature secret is shown once, with the ``heroku config:set`` line that installs it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import secrets
+import sys
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from connector.config import DtApiSettings, Settings
+from connector.dtapi import DtApi, DtApiError
+from connector.errors import ConfigError
+from connector.simulate import EVENT_TYPES, AsymmetricSigner
+
+DEV_ISSUER = "https://identity.dt-connector.local/data-connector"
+DEV_ORG = "dt-connector-dev-org"
+DEV_KID = "dt-connector-dev"
+
+
+def add_parsers(commands: Any) -> None:
+    """Register ``send-test-event``, ``connector`` and ``backfill`` on the CLI."""
+    send = commands.add_parser("send-test-event", help="act as DT: push signed test events to a receiver")
+    send.add_argument("--type", default="temperature", help="event type, comma list, or 'all' (default: temperature)")
+    send.add_argument("--count", type=int, default=1)
+    send.add_argument("--url", default="http://127.0.0.1:5000/dt/events")
+    send.add_argument("--duplicate-rate", type=float, default=0.0, help="share of events delivered twice (0..1)")
+    send.add_argument("--secret", help="signature secret (default: DT_SIGNATURE_SECRET, else the dev secret)")
+    send.add_argument("--asymmetric", action="store_true", help="also sign DT-Asymmetric-Signature with a local key")
+    send.add_argument("--oidc-port", type=int, default=8765, help="port of the local identity for --asymmetric")
+    send.add_argument("--retry-for", type=float, default=60.0, help="seconds to keep retrying non-200 answers")
+    send.add_argument("--seed", type=int, help="make the events reproducible")
+    send.add_argument("--state-dir", type=Path, default=Path(".dt-connector"))
+
+    dc = commands.add_parser("connector", help="manage the DT Data Connector through DT's REST API")
+    dc_commands = dc.add_subparsers(dest="action", required=True)
+    create = dc_commands.add_parser("create", help="create a Data Connector pushing to --url")
+    create.add_argument("--url", required=True, help="the public https URL of POST /dt/events")
+    create.add_argument("--name", default="dt-connector", help="display name")
+    _add_connector_options(create)
+    update = dc_commands.add_parser("update", help="change URL, secret, events or labels")
+    update.add_argument("--url")
+    update.add_argument("--status", choices=("ACTIVE", "USER_DISABLED"))
+    _add_connector_options(update)
+    update.add_argument("--rotate-secret", action="store_true", help="generate a new secret (old one kept valid here)")
+    for name in ("show", "metrics"):
+        dc_commands.add_parser(name, help=f"{name} the Data Connector")
+    for sub in dc_commands.choices.values():
+        sub.add_argument("--connector", help="Data Connector id (default: DT_CONNECTOR_ID)")
+        sub.add_argument("--app", default="<your-app>", help="Heroku app name for the printed config:set line")
+
+    backfill = commands.add_parser("backfill", help="queue missed events from DT's event history")
+    backfill.add_argument("--since", help="how far back, e.g. 24h, 90m, 7d")
+    backfill.add_argument("--from", dest="start", help="window start, RFC 3339")
+    backfill.add_argument("--to", dest="end", help="window end, RFC 3339 (default: now)")
+    backfill.add_argument("--device", help="only this device id")
+
+
+def _add_connector_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--secret", help="signature secret to set (default on create: generated)")
+    parser.add_argument("--secret-from-env", action="store_true", help="use DT_SIGNATURE_SECRET's first secret")
+    parser.add_argument("--events", help="'all' (default on create), 'mapped', or a comma list of event types")
+    parser.add_argument("--labels", default="", help="extra label keys to include (name and the mapping's are always)")
+
+
+# ---- send-test-event -----------------------------------------------------------------------
+
+
+def run_send_test_event(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    from connector.send_test import LocalIdentity, TestSender, load_or_create_key
+
+    event_types = _event_types(args.type)
+    secret = args.secret or _first_secret(environ) or _dev_secret(args.state_dir)
+    rng = random.Random(args.seed)
+    signer = None
+    if args.asymmetric:
+        key = load_or_create_key(args.state_dir / "dev-es256.pem")
+        signer = AsymmetricSigner(key=key, kid=DEV_KID, issuer=DEV_ISSUER, org_id=DEV_ORG)
+    sender = TestSender(args.url, secret=secret, signer=signer, rng=rng, retry_for_s=args.retry_for, out=sys.stdout)
+    if signer is not None:
+        with LocalIdentity(signer, port=args.oidc_port) as identity:
+            print(
+                "send-test-event: signing DT-Asymmetric-Signature with a local key; the receiver needs "
+                f"DT_ASYMMETRIC_SIGNATURE=on DT_ORG_ID={DEV_ORG} DT_OIDC_DISCOVERY_URL={identity.discovery_url}"
+            )
+            report = sender.run(event_types, count=args.count, duplicate_rate=args.duplicate_rate)
+    else:
+        report = sender.run(event_types, count=args.count, duplicate_rate=args.duplicate_rate)
+    answers = ", ".join(f"{status}: {n}" for status, n in sorted(report.answers.items()))
+    print(
+        f"send-test-event: {report.sent} events ({report.duplicates_sent} delivered twice), "
+        f"{report.attempts} requests; answers {answers}; {len(report.acknowledged)} acknowledged, "
+        f"{len(report.gave_up)} given up"
+    )
+    return 0 if not report.gave_up else 1
+
+
+def _event_types(text: str) -> list[str]:
+    if text == "all":
+        return list(EVENT_TYPES)
+    types = [t.strip() for t in text.split(",") if t.strip()]
+    unknown = [t for t in types if t not in EVENT_TYPES]
+    if unknown or not types:
+        raise ConfigError(f"--type: unknown event type(s) {unknown}; known: all, {', '.join(EVENT_TYPES)}")
+    return types
+
+
+def _first_secret(environ: Mapping[str, str]) -> str | None:
+    first = environ.get("DT_SIGNATURE_SECRET", "").split(",")[0].strip()
+    return first or None
+
+
+def _dev_secret(state_dir: Path) -> str:
+    path = state_dir / "dev-secret"
+    if not path.exists():
+        raise ConfigError(f"no signature secret: set DT_SIGNATURE_SECRET, pass --secret, or run dev first ({path})")
+    return path.read_text().strip()
+
+
+# ---- connector ------------------------------------------------------------------------------
+
+
+def run_connector(args: argparse.Namespace, environ: Mapping[str, str], api: DtApi | None = None) -> int:
+    api = api or DtApi(DtApiSettings.from_env(environ))
+    try:
+        if args.action == "create":
+            return _create(args, environ, api)
+        connector_id = args.connector or api.settings.connector_id
+        if not connector_id:
+            raise ConfigError("which Data Connector? pass --connector or set DT_CONNECTOR_ID")
+        if args.action == "show":
+            print(json.dumps(redacted(api.get_connector(connector_id)), indent=2))
+        elif args.action == "metrics":
+            metrics = api.connector_metrics(connector_id).get("metrics", {})
+            print(
+                f"last 3 hours: {metrics.get('successCount', 0)} delivered, {metrics.get('errorCount', 0)} "
+                f"failed, p99 latency {metrics.get('latency99p', '?')}"
+            )
+        else:
+            return _update(args, environ, api, connector_id)
+        return 0
+    except DtApiError as exc:
+        print(f"dt-connector connector {args.action}: {exc}", file=sys.stderr)
+        return 1
+
+
+def _create(args: argparse.Namespace, environ: Mapping[str, str], api: DtApi) -> int:
+    _require_https(args.url)
+    secret, generated = _chosen_secret(args, environ, generate=True)
+    body = {
+        "displayName": args.name,
+        "type": "HTTP_PUSH",
+        "status": "ACTIVE",
+        "events": _event_filter(args.events, environ),
+        "labels": label_keys(args.labels, environ),
+        "httpConfig": {"url": args.url, "signatureSecret": secret},
+    }
+    created = api.create_connector(body)
+    connector_id = str(created.get("name", "")).rpartition("/")[2]
+    print(f"created Data Connector {connector_id} ({created.get('displayName', args.name)}) → {args.url}")
+    print(f"  events: {', '.join(body['events']) or 'all'}; labels: {', '.join(body['labels'])}")
+    print(f"  DT_CONNECTOR_ID={connector_id}")
+    if generated and secret:
+        _show_secret_once(secret, args.app, previous=None)
+    return 0
+
+
+def _update(args: argparse.Namespace, environ: Mapping[str, str], api: DtApi, connector_id: str) -> int:
+    changes: dict[str, Any] = {}
+    http: dict[str, Any] = {}
+    if args.url:
+        _require_https(args.url)
+        http["url"] = args.url
+    secret, generated = _chosen_secret(args, environ, generate=args.rotate_secret)
+    if secret:
+        http["signatureSecret"] = secret
+    if http:
+        changes["httpConfig"] = http
+    if args.events:
+        changes["events"] = _event_filter(args.events, environ)
+    if args.labels:
+        changes["labels"] = label_keys(args.labels, environ)
+    if args.status:
+        changes["status"] = args.status
+    if not changes:
+        raise ConfigError("nothing to update: give --url, --secret/--rotate-secret, --events, --labels or --status")
+    api.update_connector(connector_id, changes)
+    print(f"updated Data Connector {connector_id}: {', '.join(_describe(changes))}")
+    if generated and secret:
+        _show_secret_once(secret, args.app, previous=_first_secret(environ))
+    return 0
+
+
+def label_keys(extra: str, environ: Mapping[str, str]) -> list[str]:
+    """``name``, the labels the mapping reads, then ``extra`` (comma list), without repeats."""
+    from workers.mapping import load_mapping
+
+    settings_path = environ.get("CONNECTOR_MAPPING", "").strip()
+    mapping = load_mapping(Path(settings_path) if settings_path else None)
+    keys = ["name", mapping.building_label, mapping.spot_device_label, *extra.split(",")]
+    return list(dict.fromkeys(k.strip() for k in keys if k.strip()))
+
+
+def _event_filter(text: str | None, environ: Mapping[str, str]) -> list[str]:
+    if not text or text == "all":
+        return []  # DT: an empty list means every event type
+    if text == "mapped":
+        from workers.mapping import load_mapping
+
+        path = environ.get("CONNECTOR_MAPPING", "").strip()
+        mapping = load_mapping(Path(path) if path else None)
+        forwarded = {t for t, rule in mapping.moost.items() if rule.skip is None}
+        forwarded |= {t for t, rule in mapping.spot.items() if rule.skip is None and rule.event_type_id}
+        return [t for t in EVENT_TYPES if t in forwarded]
+    return _event_types(text)
+
+
+def _chosen_secret(args: argparse.Namespace, environ: Mapping[str, str], *, generate: bool) -> tuple[str | None, bool]:
+    if args.secret:
+        return args.secret, False
+    if args.secret_from_env:
+        secret = _first_secret(environ)
+        if not secret:
+            raise ConfigError("--secret-from-env: DT_SIGNATURE_SECRET is not set")
+        return secret, False
+    if generate:
+        return secrets.token_urlsafe(32), True
+    return None, False
+
+
+def _show_secret_once(secret: str, app: str, *, previous: str | None) -> None:
+    value = f"{secret},{previous}" if previous else secret
+    print("  signature secret (shown once; DT will sign every push with it):")
+    print(f"    heroku config:set DT_SIGNATURE_SECRET={value} -a {app}")
+    if previous:
+        print("    (the old secret stays valid until you drop it from DT_SIGNATURE_SECRET)")
+
+
+def _require_https(url: str) -> None:
+    if not url.startswith("https://"):
+        raise ConfigError(f"DT pushes over HTTPS only; {url!r} is not an https URL")
+
+
+def _describe(changes: Mapping[str, Any]) -> list[str]:
+    described = []
+    for key, value in changes.items():
+        if key == "httpConfig":
+            described += [f"httpConfig.{k}" + (f"={v}" if k == "url" else "") for k, v in value.items()]
+        else:
+            described.append(f"{key}={value}")
+    return described
+
+
+def redacted(connector: Mapping[str, Any]) -> dict[str, Any]:
+    """``connector`` with its signature secret and custom header values hidden. Pure."""
+    shown = json.loads(json.dumps(connector))
+    http = shown.get("httpConfig") or {}
+    if http.get("signatureSecret"):
+        http["signatureSecret"] = "<set>"
+    if isinstance(http.get("headers"), dict):
+        http["headers"] = {k: "<set>" for k in http["headers"]}
+    return dict(shown)
+
+
+# ---- backfill -------------------------------------------------------------------------------
+
+
+def run_backfill(args: argparse.Namespace, environ: Mapping[str, str], api: DtApi | None = None) -> int:
+    from connector import build_enqueuer
+    from connector.backfill import Backfill, window
+    from connector.redis_conn import connect
+
+    settings = Settings.from_env(environ)
+    api = api or DtApi(DtApiSettings.from_env(environ))
+    try:
+        begin, end = window(since=args.since, start=args.start, end=args.end, now=datetime.now(UTC))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    redis = connect(settings.redis_url, timeout_s=settings.redis_timeout_s, tls_verify=settings.redis_tls_verify)
+    enqueuer = build_enqueuer(settings, redis)
+    spec = f"since={args.since}" if args.since else f"from={args.start}|to={args.end or ''}"
+    run = Backfill(api, enqueuer, redis, begin=begin, end=end, device_id=args.device, spec=spec, clock=time.time)
+    print(f"backfill: {begin:%Y-%m-%d %H:%M}Z to {end:%Y-%m-%d %H:%M}Z → {', '.join(settings.destinations)}")
+    try:
+        report = run.run()
+    except DtApiError as exc:
+        print(f"\nbackfill: stopped: {exc}. Run the same command again to resume.", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nbackfill: interrupted. Run the same command again to resume.", file=sys.stderr)
+        return 130
+    print(
+        f"\nbackfill: done{' (resumed)' if report.resumed else ''}: {report.devices} devices, {report.pages} pages, "
+        f"{report.events} events: {report.queued} queued, {report.duplicates} already received, "
+        f"{report.skipped} unreadable"
+    )
+    return 0
