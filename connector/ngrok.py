@@ -48,9 +48,7 @@ def public_https_url(tunnels: Iterable[Mapping[str, Any]], *, port: int) -> str 
     return fallback
 
 
-def wait_for_url(
-    api_url: str, *, port: int, timeout_s: float = 20.0, alive: Callable[[], bool] = lambda: True
-) -> str:
+def wait_for_url(api_url: str, *, port: int, timeout_s: float = 20.0, alive: Callable[[], bool] = lambda: True) -> str:
     """Poll the agent API until it reports the tunnel's https URL.
 
     Raises:

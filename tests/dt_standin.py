@@ -26,7 +26,7 @@ from typing import Any
 import jwt
 
 KEY_ID = "sa-key-1"
-SECRET = "sa-secret-do-not-log-3f9a-0123456789abcdef"  # noqa: S105 (a test credential)
+SECRET = "sa-secret-do-not-log-3f9a-0123456789abcdef"
 EMAIL = "backfill@project.serviceaccount.d21s.com"
 PROJECT = "c0md3mm0c7pet3cfe9f0"
 MAX_PAGE = 50

@@ -47,14 +47,22 @@ def test_durations_and_windows():
 
 def test_history_event_is_wrapped_like_a_push():
     event = history_event("dev1", 0)
-    device = {"name": f"projects/{PROJECT}/devices/dev1", "type": "temperature", "productNumber": "102081",
-              "labels": {"name": "Cold room", "moost_building": "site-42"}}
+    device = {
+        "name": f"projects/{PROJECT}/devices/dev1",
+        "type": "temperature",
+        "productNumber": "102081",
+        "labels": {"name": "Cold room", "moost_building": "site-42"},
+    }
     push = parse_push(wrap_history_event(event, device))
     assert push.event_id == event["eventId"] and push.event_type == "temperature"
     doc = json.loads(wrap_history_event(event, device))
     assert doc["labels"]["name"] == "Cold room"
-    assert doc["metadata"] == {"deviceId": "dev1", "projectId": PROJECT, "deviceType": "temperature",
-                               "productNumber": "102081"}
+    assert doc["metadata"] == {
+        "deviceId": "dev1",
+        "projectId": PROJECT,
+        "deviceType": "temperature",
+        "productNumber": "102081",
+    }
     assert split_device_name("bare") == ("", "bare")
 
 
@@ -64,8 +72,14 @@ def history_event(device_id: str, n: int) -> dict:
         "eventId": f"{device_id}e{n:04d}",
         "targetName": f"projects/{PROJECT}/devices/{device_id}",
         "eventType": "temperature",
-        "data": {"temperature": {"value": 20 + n / 100, "updateTime": at,
-                                 "samples": [{"value": 20 + n / 100, "sampleTime": at}], "isBackfilled": False}},
+        "data": {
+            "temperature": {
+                "value": 20 + n / 100,
+                "updateTime": at,
+                "samples": [{"value": 20 + n / 100, "sampleTime": at}],
+                "isBackfilled": False,
+            }
+        },
         "timestamp": at,
     }
 
@@ -75,8 +89,14 @@ def dt() -> Iterator[DtStandIn]:
     server = DtStandIn()
     for d in range(3):
         device_id = f"dev{d}"
-        server.state.devices.append({"name": f"projects/{PROJECT}/devices/{device_id}", "type": "temperature",
-                                     "productNumber": "", "labels": {"name": f"Room {d}", "moost_building": "b-1"}})
+        server.state.devices.append(
+            {
+                "name": f"projects/{PROJECT}/devices/{device_id}",
+                "type": "temperature",
+                "productNumber": "",
+                "labels": {"name": f"Room {d}", "moost_building": "b-1"},
+            }
+        )
         server.state.history[device_id] = [history_event(device_id, n) for n in range(120)]  # newest first
     yield server
     server.close()
@@ -95,15 +115,21 @@ def moost() -> Iterator[StandIn]:
 def test_interrupted_backfill_resumes_and_delivers_every_event_once(
     dt: DtStandIn, moost: StandIn, redis: Redis, redis_server, worker_env, monkeypatch, capsys
 ):
-    for key, value in {"MOOST_BASE_URL": moost.url, "MOOST_CLIENT_ID": "c", "MOOST_CLIENT_SECRET": "moost-secret",
-                       "MOOST_CUSTOMER_ID": CUSTOMER, **dt.env()}.items():
+    for key, value in {
+        "MOOST_BASE_URL": moost.url,
+        "MOOST_CLIENT_ID": "c",
+        "MOOST_CLIENT_SECRET": "moost-secret",
+        "MOOST_CUSTOMER_ID": CUSTOMER,
+        **dt.env(),
+    }.items():
         monkeypatch.setenv(key, value)
     settings = Settings.from_env()
     assert settings.destinations == ("moost",)
     # One event already arrived live before the outage ended: backfill must not send it again.
     live = dt.state.history["dev1"][7]
-    build_enqueuer(settings, redis).enqueue(live["eventId"], wrap_history_event(live, dt.state.devices[1]),
-                                            received_at=0.0)
+    build_enqueuer(settings, redis).enqueue(
+        live["eventId"], wrap_history_event(live, dt.state.devices[1]), received_at=0.0
+    )
     args = argparse.Namespace(since="24h", start=None, end=None, device=None)
 
     dt.state.fail_history_after = 4  # dev0's 3 pages, dev1's first page, then DT fails

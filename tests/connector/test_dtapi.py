@@ -47,7 +47,9 @@ def connector_args(action: str, **options: object) -> argparse.Namespace:
 def test_assertion_is_what_dt_expects():
     token = service_account_assertion(key_id="k1", email="a@b", secret="s" * 32, audience="https://id/token", now=1000)
     assert jwt.get_unverified_header(token)["kid"] == "k1"
-    claims = jwt.decode(token, "s" * 32, algorithms=["HS256"], audience="https://id/token", options={"verify_exp": False})
+    claims = jwt.decode(
+        token, "s" * 32, algorithms=["HS256"], audience="https://id/token", options={"verify_exp": False}
+    )
     assert (claims["iss"], claims["iat"], claims["exp"]) == ("a@b", 1000, 4600)
 
 
@@ -75,7 +77,9 @@ def test_wrong_secret_is_a_clear_error_without_the_secret(dt: DtStandIn):
     api = api_for(dt, DT_SERVICE_ACCOUNT_SECRET="wrong-secret-value-0123456789abcdef")
     with pytest.raises(DtApiError) as info:
         api.get_connector("dc001")
-    assert "DT_SERVICE_ACCOUNT_SECRET" in str(info.value) and "wrong-secret-value-0123456789abcdef" not in str(info.value)
+    assert "DT_SERVICE_ACCOUNT_SECRET" in str(info.value) and "wrong-secret-value-0123456789abcdef" not in str(
+        info.value
+    )
 
 
 def test_unknown_connector_is_an_error_with_the_status(dt: DtStandIn):
@@ -129,7 +133,9 @@ def test_update_sends_an_update_mask_and_rotation_keeps_the_old_secret(dt: DtSta
 
 def test_show_hides_the_secret_and_metrics_are_summarised(dt: DtStandIn, capsys):
     api = api_for(dt, DT_CONNECTOR_ID="dc001")
-    api.create_connector({"displayName": "x", "httpConfig": {"url": "https://h/dt/events", "signatureSecret": "s3cr3t"}})
+    api.create_connector(
+        {"displayName": "x", "httpConfig": {"url": "https://h/dt/events", "signatureSecret": "s3cr3t"}}
+    )
     run_connector(connector_args("show"), {}, api)
     run_connector(connector_args("metrics"), {}, api)
     out = capsys.readouterr().out
