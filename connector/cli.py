@@ -91,7 +91,11 @@ def run_dev(*, port: int, host: str, state_dir: Path, ngrok: bool = False) -> in
     """Run the local stack in the foreground; returns the exit status."""
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"
-    env.setdefault("WORKER_PROCESSES", "2")  # a laptop needs no 12-process pool
+    env.setdefault("WORKER_PROCESSES", "2")  # a laptop needs no 20-process pool
+    if ngrok:
+        from connector.ngrok import find_binary
+
+        find_binary(env)  # before anything starts
     redis: EmbeddedRedis | None = None
     if not env.get("REDIS_URL"):
         redis = EmbeddedRedis(persist_dir=state_dir / "redis").start()
@@ -128,6 +132,9 @@ def run_dev(*, port: int, host: str, state_dir: Path, ngrok: bool = False) -> in
             if ngrok:
                 children.append(_start_tunnel(port, env))
             print("dt-connector dev: Ctrl-C stops everything.", flush=True)
+        elif not stopping and all(child.poll() is None for child in children):
+            print(f"dt-connector dev: the web process did not become ready on port {port}", file=sys.stderr)
+            return 1
         while not stopping:
             if any(child.poll() is not None for child in children):
                 print("dt-connector dev: a process exited; stopping the stack", file=sys.stderr)

@@ -21,9 +21,8 @@ from typing import Any
 from connector.config import DtApiSettings, Settings
 from connector.dtapi import DtApi, DtApiError
 from connector.errors import ConfigError
-from connector.simulate import EVENT_TYPES, AsymmetricSigner
+from connector.simulate import EVENT_TYPES
 
-DEV_ISSUER = "https://identity.dt-connector.local/data-connector"
 DEV_ORG = "dt-connector-dev-org"
 DEV_KID = "dt-connector-dev"
 
@@ -77,22 +76,21 @@ def _add_connector_options(parser: argparse.ArgumentParser) -> None:
 
 
 def run_send_test_event(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    from connector.send_test import LocalIdentity, TestSender, load_or_create_key
+    from connector.send_test import DtSimulator, LocalIdentity, load_or_create_key
 
     event_types = _event_types(args.type)
-    secret = args.secret or _first_secret(environ) or _dev_secret(args.state_dir)
+    secret = args.secret or _first_secret(environ) or _dev_secret(args.state_dir, required=not args.asymmetric)
     rng = random.Random(args.seed)
-    signer = None
+    sender = DtSimulator(args.url, secret=secret, rng=rng, retry_for_s=args.retry_for, out=sys.stdout)
     if args.asymmetric:
         key = load_or_create_key(args.state_dir / "dev-es256.pem")
-        signer = AsymmetricSigner(key=key, kid=DEV_KID, issuer=DEV_ISSUER, org_id=DEV_ORG)
-    sender = TestSender(args.url, secret=secret, signer=signer, rng=rng, retry_for_s=args.retry_for, out=sys.stdout)
-    if signer is not None:
-        with LocalIdentity(signer, port=args.oidc_port) as identity:
+        with LocalIdentity(key, kid=DEV_KID, org_id=DEV_ORG, port=args.oidc_port) as identity:
             print(
                 "send-test-event: signing DT-Asymmetric-Signature with a local key; the receiver needs "
-                f"DT_ASYMMETRIC_SIGNATURE=on DT_ORG_ID={DEV_ORG} DT_OIDC_DISCOVERY_URL={identity.discovery_url}"
+                f"DT_ASYMMETRIC_SIGNATURE=on DT_ORG_ID={DEV_ORG} DT_OIDC_DISCOVERY_URL={identity.discovery_url}",
+                flush=True,
             )
+            sender.signer = identity.signer
             report = sender.run(event_types, count=args.count, duplicate_rate=args.duplicate_rate)
     else:
         report = sender.run(event_types, count=args.count, duplicate_rate=args.duplicate_rate)
@@ -120,11 +118,13 @@ def _first_secret(environ: Mapping[str, str]) -> str | None:
     return first or None
 
 
-def _dev_secret(state_dir: Path) -> str:
+def _dev_secret(state_dir: Path, *, required: bool) -> str | None:
     path = state_dir / "dev-secret"
-    if not path.exists():
+    if path.exists():
+        return path.read_text().strip()
+    if required:
         raise ConfigError(f"no signature secret: set DT_SIGNATURE_SECRET, pass --secret, or run dev first ({path})")
-    return path.read_text().strip()
+    return None
 
 
 # ---- connector ------------------------------------------------------------------------------

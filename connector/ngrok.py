@@ -79,9 +79,7 @@ def start_agent(config: Path, *, port: int, env: Mapping[str, str]) -> subproces
     Raises:
         NgrokError: no ngrok executable.
     """
-    binary = env.get("NGROK_BIN") or shutil.which("ngrok")
-    if not binary:
-        raise NgrokError("ngrok is not installed (https://ngrok.com/download), or set NGROK_BIN")
+    binary = find_binary(env)
     user_config = _user_config(env)
     configs = [str(user_config)] if user_config else []
     configs.append(str(config))
@@ -89,6 +87,18 @@ def start_agent(config: Path, *, port: int, env: Mapping[str, str]) -> subproces
     command = [binary, "start", ENDPOINT_NAME] if port == NGROK_YML_PORT else [binary, "http", str(port)]
     command += ["--config", ",".join(configs), "--log", "stdout", "--log-level", "warn"]
     return subprocess.Popen(command, env=dict(env), stdout=subprocess.DEVNULL, start_new_session=True)
+
+
+def find_binary(env: Mapping[str, str]) -> str:
+    """The ngrok executable: ``NGROK_BIN``, else ``ngrok`` on PATH.
+
+    Raises:
+        NgrokError: there is none.
+    """
+    binary = env.get("NGROK_BIN") or shutil.which("ngrok", path=env.get("PATH"))
+    if not binary:
+        raise NgrokError("ngrok is not installed (https://ngrok.com/download), or set NGROK_BIN")
+    return binary
 
 
 def _user_config(env: Mapping[str, str]) -> Path | None:

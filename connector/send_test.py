@@ -41,7 +41,7 @@ class SendReport:
 
 
 @dataclass
-class TestSender:
+class DtSimulator:
     """Pushes signed DT-like events to ``url``."""
 
     url: str
@@ -56,7 +56,7 @@ class TestSender:
     session: requests.Session = field(default_factory=requests.Session)
 
     def __repr__(self) -> str:
-        return f"TestSender(url={self.url!r}, hs256={self.secret is not None}, es256={self.signer is not None})"
+        return f"DtSimulator(url={self.url!r}, hs256={self.secret is not None}, es256={self.signer is not None})"
 
     def run(self, event_types: Sequence[str], *, count: int, duplicate_rate: float = 0.0) -> SendReport:
         """Send ``count`` events (cycling through ``event_types``), some twice."""
@@ -139,15 +139,18 @@ def load_or_create_key(path: Path) -> ec.EllipticCurvePrivateKey:
 
 
 class LocalIdentity:
-    """Serves a discovery document and JWKS for ``signer`` on 127.0.0.1 while in use.
+    """A local stand-in for DT's signing identity: ``signer`` plus, while in use, its
+    discovery document and JWKS served on 127.0.0.1:``port``.
 
-    This stands in for DT's identity service, so a local receiver configured with
-    ``DT_OIDC_DISCOVERY_URL=<discovery_url>`` verifies ``DT-Asymmetric-Signature``.
+    A receiver configured with ``DT_OIDC_DISCOVERY_URL=<discovery_url>`` then verifies
+    the ``DT-Asymmetric-Signature`` of pushes signed by ``signer`` (the issuer is the
+    discovery URL's base, as OpenID Connect Discovery requires).
     """
 
-    def __init__(self, signer: AsymmetricSigner, *, port: int) -> None:
+    def __init__(self, key: ec.EllipticCurvePrivateKey, *, kid: str, org_id: str, port: int) -> None:
         self.base = f"http://127.0.0.1:{port}"
         self.discovery_url = f"{self.base}/.well-known/openid-configuration"
+        self.signer = signer = AsymmetricSigner(key=key, kid=kid, issuer=self.base, org_id=org_id)
         documents = {
             "/.well-known/openid-configuration": discovery_document(signer.issuer, f"{self.base}/jwks"),
             "/jwks": signer.jwks(),

@@ -102,3 +102,90 @@ def test_check_config_ok_hides_secrets():
     assert result.returncode == 0, result.stderr
     assert "very-secret-value-x" not in result.stdout and "hunter2-password" not in result.stdout
     assert "HS256 (1 secret(s))" in result.stdout
+
+
+FAKE_NGROK = '''
+import json, os, signal, sys, http.server, threading
+args = sys.argv[1:]
+port = 5000 if args[:2] == ["start", "dt-connector"] else int(args[1])
+with open(os.environ["FAKE_NGROK_ARGS"], "w") as f:
+    json.dump(args, f)
+tunnels = {"tunnels": [
+    {"name": "other", "public_url": "https://other.ngrok-free.app", "proto": "https", "config": {"addr": "http://localhost:9"}},
+    {"name": "dt", "public_url": "https://abc123.ngrok-free.app", "proto": "https", "config": {"addr": f"http://localhost:{port}"}},
+]}
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        raw = json.dumps(tunnels if self.path == "/api/tunnels" else {}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+    def log_message(self, *a): pass
+server = http.server.HTTPServer(("127.0.0.1", int(os.environ["FAKE_NGROK_API_PORT"])), H)
+signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+server.serve_forever()
+'''
+
+
+def test_dev_with_ngrok_prints_the_public_url_and_points_the_connector_at_it(tmp_path: Path):
+    from tests.dt_standin import DtStandIn
+
+    dt = DtStandIn()
+    dt.state.connectors["dc001"] = {"name": "projects/p/dataconnectors/dc001", "httpConfig": {"url": "https://old"}}
+    fake = tmp_path / "ngrok"
+    fake.write_text(f"#!{sys.executable}\n{FAKE_NGROK}")
+    fake.chmod(0o755)
+    api_port, port = free_port(), free_port()
+    env = clean_env(
+        NGROK_BIN=str(fake),
+        NGROK_API_URL=f"http://127.0.0.1:{api_port}",
+        FAKE_NGROK_API_PORT=str(api_port),
+        FAKE_NGROK_ARGS=str(tmp_path / "args.json"),
+        DT_CONNECTOR_ID="dc001",
+        **dt.env(),
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "connector.cli", "dev", "--ngrok", "--port", str(port), "--state-dir", str(tmp_path)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        output = []
+        assert process.stdout is not None
+        for line in process.stdout:
+            output.append(line)
+            if "Ctrl-C stops everything" in line:
+                break
+        text = "".join(output)
+        assert "public URL (register it as the Data Connector's URL): https://abc123.ngrok-free.app/dt/events" in text
+        assert dt.state.connectors["dc001"]["httpConfig"]["url"] == "https://abc123.ngrok-free.app/dt/events"
+        assert [changes for _, changes in dt.state.patches] == [
+            {"httpConfig": {"url": "https://abc123.ngrok-free.app/dt/events"}}
+        ]
+        args = json.loads((tmp_path / "args.json").read_text())
+        assert args[:2] == ["http", str(port)] and args[args.index("--config") + 1].endswith("ngrok.yml")
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=40) == 0
+        with pytest.raises(requests.ConnectionError):
+            requests.get(f"http://127.0.0.1:{api_port}/api/tunnels", timeout=2)  # the agent was stopped too
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+        dt.close()
+
+
+def test_dev_with_ngrok_missing_says_how_to_get_it(tmp_path: Path):
+    env = clean_env(NGROK_BIN="", PATH="/nonexistent")
+    result = subprocess.run(
+        [sys.executable, "-m", "connector.cli", "dev", "--ngrok", "--port", str(free_port()), "--state-dir",
+         str(tmp_path)],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "ngrok is not installed" in result.stderr
