@@ -75,16 +75,32 @@ def main(argv: list[str] | None = None) -> int:
             from workers.failed_cli import run as run_failed
 
             return run_failed(args, Settings.from_env())
-        settings = Settings.from_env()
-        print(f"configuration OK: {settings!r}")
-        print(f"verifying: {settings.verification_summary}")
-        return 0
+        return check_config()
     except ConfigError as exc:
         print(f"dt-connector: configuration error: {exc}", file=sys.stderr)
         return 2
     except NgrokError as exc:
         print(f"dt-connector: ngrok: {exc}", file=sys.stderr)
         return 1
+
+
+def check_config() -> int:
+    """Validate settings and the mapping (Procfile ``release:``); print a secret-free summary.
+
+    Raises:
+        ConfigError: naming the variable or mapping key at fault.
+    """
+    from workers.mapping import MappingError, load_mapping
+
+    settings = Settings.from_env()
+    try:
+        mapping = load_mapping(Path(settings.mapping_path) if settings.mapping_path else None)
+    except MappingError as exc:
+        raise ConfigError(f"CONNECTOR_MAPPING: {exc}") from None
+    print(f"configuration OK: {settings!r}")
+    print(f"verifying: {settings.verification_summary}")
+    print(f"mapping: version {mapping.version}, {len(mapping.moost)} MOOST and {len(mapping.spot)} Spot AI rules")
+    return 0
 
 
 def run_dev(*, port: int, host: str, state_dir: Path, ngrok: bool = False) -> int:

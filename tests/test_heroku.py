@@ -1,0 +1,99 @@
+"""What Heroku reads: app.json (Heroku Button), Procfile (web, worker, release), buildpack files."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = json.loads((ROOT / "app.json").read_text())
+
+
+def procfile() -> dict[str, str]:
+    lines = (ROOT / "Procfile").read_text().splitlines()
+    return dict(line.split(": ", 1) for line in lines if line.strip())
+
+
+def variables_read_by_the_service() -> set[str]:
+    source = (ROOT / "connector" / "config.py").read_text()
+    return set(re.findall(r'(?:env\.get|_int|_bool|_url|_float|_name)\((?:env, )?"([A-Z][A-Z0-9_]+)"', source)) | set(
+        re.findall(r'"(DT_SERVICE_ACCOUNT_[A-Z_]+|DT_PROJECT_ID)"', source)
+    )
+
+
+def test_button_provisions_redis_web_and_worker_on_the_python_buildpack():
+    assert {"url": "heroku/python"} in APP["buildpacks"]
+    assert set(APP["formation"]) == {"web", "worker"}
+    assert any(addon["plan"].startswith("heroku-redis:") for addon in APP["addons"])
+    requirements = [line for line in (ROOT / "requirements.txt").read_text().splitlines() if not line.startswith("#")]
+    assert requirements == ["."]  # the package itself, dependencies from setup.cfg
+    assert (ROOT / ".python-version").read_text().strip() == "3.11"
+
+
+def test_every_config_var_is_described():
+    described = set(APP["env"])
+    read = variables_read_by_the_service()
+    assert len(read) > 25  # the pattern still finds them
+    assert read - {"REDIS_URL"} <= described  # REDIS_URL comes from the add-on
+    assert all(entry.get("description") for entry in APP["env"].values())
+    assert APP["env"]["DT_SIGNATURE_SECRET"]["generator"] == "secret"
+    assert not any("value" in entry for name, entry in APP["env"].items() if "SECRET" in name or "KEY" in name)
+
+
+def test_procfile_runs_web_worker_and_a_validating_release_phase():
+    processes = procfile()
+    assert processes["web"].startswith("gunicorn -c gunicorn.conf.py")
+    assert processes["worker"] == "dt-connector worker"
+    assert processes["release"] == "dt-connector check-config"
+
+
+def release_env(**extra: str) -> dict[str, str]:
+    """The environment Heroku gives the release phase of a fresh Button deploy."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DT_", "MOOST_", "SPOT_", "CONNECTOR_"))}
+    for name, entry in APP["env"].items():
+        if entry.get("generator") == "secret":
+            env[name] = secrets.token_hex(32)
+        elif "value" in entry:
+            env[name] = entry["value"]
+    env["REDIS_URL"] = "rediss://:pw@redis.example:6380"  # the release phase must not need Redis
+    env.update(extra)
+    return env
+
+
+def run_release(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    command = procfile()["release"].split()
+    assert command[0] == "dt-connector"
+    return subprocess.run(
+        [sys.executable, "-m", "connector.cli", *command[1:]], env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+@pytest.mark.slow
+def test_release_phase_passes_on_a_fresh_button_deploy_and_prints_no_secret():
+    env = release_env()
+    result = run_release(env)
+    assert result.returncode == 0, result.stderr
+    assert "configuration OK" in result.stdout and "mapping: version 1" in result.stdout
+    assert env["DT_SIGNATURE_SECRET"] not in result.stdout + result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        ({"DT_SIGNATURE_SECRET": ""}, "DT_SIGNATURE_SECRET"),
+        ({"MOOST_CLIENT_ID": "c"}, "MOOST_CLIENT_SECRET"),
+        ({"CONNECTOR_MAPPING": "/nonexistent/mapping.toml"}, "CONNECTOR_MAPPING"),
+    ],
+)
+def test_release_phase_fails_a_bad_deploy_naming_the_variable(extra: dict[str, str], named: str):
+    result = run_release(release_env(**extra))
+    assert result.returncode == 2
+    assert named in result.stderr
