@@ -38,7 +38,7 @@ from redis import Redis
 from bench.standin import LeanStandIn
 from connector.embedded_redis import EmbeddedRedis
 from connector.enqueue import Enqueuer
-from connector.rqjob import JobTemplate
+from connector.rqjob import RESULT_TTL_S, JobTemplate
 
 REPO = Path(__file__).resolve().parents[1]
 CUSTOMER = "656730be2bc9719e6e5ed51d"
@@ -111,13 +111,14 @@ def worker_env(redis_url: str, standin: LeanStandIn, processes: int | None = Non
 _SIMPLE_WORKER = """
 import sys, time
 from redis import Redis
-from rq import Queue, SimpleWorker
+from rq import Queue
 from rq.serializers import JSONSerializer
+from workers.worker import ConnectorWorker  # the class the Procfile worker's pool runs
 r = Redis.from_url(sys.argv[1])
 q = Queue("dt-forward", connection=r, serializer=JSONSerializer)
 n = q.count
 t = time.perf_counter()
-SimpleWorker([q], connection=r, serializer=JSONSerializer).work(burst=True, logging_level="ERROR")
+ConnectorWorker([q], connection=r, serializer=JSONSerializer).work(burst=True, logging_level="ERROR")
 print(n, time.perf_counter() - t)
 """
 
@@ -140,7 +141,7 @@ def drain_ratio(redis: Redis, url: str, standin: LeanStandIn, events: int, round
         redis.flushall()
         queue = Queue(QUEUE, connection=redis, serializer=JSONSerializer)
         for n in range(events):
-            queue.enqueue("bench.drain.noop", n, result_ttl=0)
+            queue.enqueue("bench.drain.noop", n, result_ttl=RESULT_TTL_S)  # as the receiver queues jobs
         noop_rates.append(run_simple_worker(env, url))
         redis.flushall()
         fill(redis, events, f"d{r}x")

@@ -29,6 +29,11 @@ QUEUES_SET = "rq:queues"
 SEEN_PREFIX = "dt:seen:"
 """Dedupe marker key prefix: ``dt:seen:<eventId>``."""
 
+RESULT_TTL_S = 10
+"""How long RQ keeps a delivered job. Not 0: with 0, RQ deletes the job and its registry
+entries right away, which costs more per job (about 0.6 ms of a worker's ~6 ms of CPU,
+measured) than letting the hash expire; 10 s of finished jobs is a few MB at most."""
+
 DEFAULT_FAILURE_TTL_S = 14 * 24 * 3600
 """How long RQ keeps a failed job (bounded so Redis cannot grow without limit)."""
 
@@ -97,7 +102,7 @@ class JobTemplate:
             serializer=JSONSerializer,
             id="template",
             timeout=timeout_s,
-            result_ttl=0,  # a delivered event needs no result kept
+            result_ttl=RESULT_TTL_S,
             failure_ttl=failure_ttl_s,
             origin=queue_name,
         )

@@ -208,7 +208,7 @@ def _split(token: str) -> tuple[dict[str, Any], dict[str, Any], bytes, str]:
     parts = token.split(".")
     if len(parts) != 3 or not parts[0] or not parts[1] or not parts[2]:
         raise BadSignature("token-malformed", "signature header is not a compact JWT")
-    if "=" in token or "+" in token or "/" in token:  # padding or the non-URL-safe alphabet
+    if not token.isascii() or "=" in token or "+" in token or "/" in token:  # padding or the non-URL-safe alphabet
         raise BadSignature("token-malformed", "signature header is not base64url-encoded")
     header = _HEADERS.get(parts[0])
     try:

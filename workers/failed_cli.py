@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import time
 from datetime import UTC, datetime
 
@@ -12,13 +11,11 @@ from redis import Redis
 from rq import Queue
 from rq.serializers import JSONSerializer
 
+from connector.backfill import parse_duration
 from connector.config import Settings
 from connector.redis_conn import connect
-from connector.rqjob import DEFAULT_FAILURE_TTL_S, FORWARD_FUNC
+from connector.rqjob import DEFAULT_FAILURE_TTL_S, FORWARD_FUNC, RESULT_TTL_S
 from workers import deadletters
-
-_DURATION = re.compile(r"(\d+)([smhd])")
-_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def parse_time(value: str, *, now: float) -> float:
@@ -27,9 +24,10 @@ def parse_time(value: str, *, now: float) -> float:
     Raises:
         ValueError: neither form.
     """
-    match = _DURATION.fullmatch(value.strip())
-    if match:
-        return now - int(match.group(1)) * _UNIT_S[match.group(2)]
+    try:
+        return now - parse_duration(value).total_seconds()
+    except ValueError:
+        pass  # not a duration: an ISO time
     parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
@@ -93,7 +91,7 @@ def replay(redis: Redis, settings: Settings, letters: list[deadletters.DeadLette
             kwargs={"replay": True},
             job_id=f"{letter.key}-r{int(now)}",
             job_timeout=settings.job_timeout_s,
-            result_ttl=0,
+            result_ttl=RESULT_TTL_S,
             failure_ttl=DEFAULT_FAILURE_TTL_S,
         )
         deadletters.remove(redis, letter.key)

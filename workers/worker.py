@@ -14,6 +14,7 @@ With ``WORKER_PROCESSES=1`` a single ``HerokuWorker`` (fork per job) runs instea
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from rq import Queue, SimpleWorker
 from rq.serializers import JSONSerializer
@@ -26,6 +27,19 @@ from connector.redis_conn import connect
 from connector.rqjob import QUEUES_SET
 
 log = logging.getLogger("workers")
+
+MAINTENANCE_INTERVAL_S = 60
+"""How often each worker cleans RQ's registries (RQ's default is 10 min). Delivered jobs
+expire 10 s after success but stay listed in the finished registry until a cleaning;
+and a job abandoned by a killed worker is retried only once a cleaning notices it."""
+
+
+class ConnectorWorker(SimpleWorker):
+    """RQ's in-process worker, cleaning its registries every ``MAINTENANCE_INTERVAL_S``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("maintenance_interval", MAINTENANCE_INTERVAL_S)
+        super().__init__(*args, **kwargs)
 
 
 def run_worker(settings: Settings, *, burst: bool = False, name: str | None = None) -> bool:
@@ -41,11 +55,13 @@ def run_worker(settings: Settings, *, burst: bool = False, name: str | None = No
             [settings.queue_name],
             connection=redis,
             num_workers=settings.worker_processes,
-            worker_class=SimpleWorker,
+            worker_class=ConnectorWorker,
             serializer=JSONSerializer,
         )
         pool.start(burst=burst, logging_level="WARNING")
         return True
-    worker = HerokuWorker([queue], connection=redis, serializer=JSONSerializer, name=name)
+    worker = HerokuWorker(
+        [queue], connection=redis, serializer=JSONSerializer, name=name, maintenance_interval=MAINTENANCE_INTERVAL_S
+    )
     log.info("worker consuming queue %s", settings.queue_name)
     return bool(worker.work(burst=burst, with_scheduler=True, logging_level="WARNING"))

@@ -47,7 +47,9 @@ def test_worker_drains_the_queue(redis: Redis, redis_server, caplog, worker_env)
     run_worker(settings, burst=True)
     assert queued_ids(redis) == []
     assert redis.zcard("rq:failed:dt-forward") == 0
-    assert redis.keys("rq:job:*") == []
+    jobs = redis.keys("rq:job:*")
+    assert len(jobs) == 3 and all(0 < redis.ttl(job) <= 10 for job in jobs)  # finished, expiring
+    assert {redis.hget(job, "status") for job in jobs} == {b"finished"}
 
 
 def _self_signed(directory: Path) -> tuple[Path, Path]:
