@@ -90,6 +90,7 @@ class Settings:
     mapping_path: str | None = None
     forward_timeout_s: float = 10.0
     worker_processes: int = 20
+    metrics_token: str = field(default="", repr=False)
 
     def __post_init__(self) -> None:
         if not (self.signature_secrets or self.asymmetric or self.insecure_skip_verify):
@@ -165,6 +166,7 @@ class Settings:
             mapping_path=env.get("CONNECTOR_MAPPING", "").strip() or None,
             forward_timeout_s=_float(env, "FORWARD_TIMEOUT_S", 10.0, 0.1, 25.0),
             worker_processes=_int(env, "WORKER_PROCESSES", 20, 1, 64),
+            metrics_token=env.get("METRICS_TOKEN", "").strip(),
         )
 
 

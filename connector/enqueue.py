@@ -29,6 +29,7 @@ from redis.exceptions import NoScriptError, RedisError
 from connector.errors import QueueUnavailable
 from connector.rqjob import (
     JOB_PREFIX,
+    PUSH_COUNTERS,
     QUEUE_PREFIX,
     QUEUES_SET,
     SEEN_PREFIX,
@@ -41,15 +42,17 @@ from connector.rqjob import (
 # The job fields that never vary (timeout, TTLs, status, origin, ...) are baked into the
 # script text as literals at start-up, so each push sends only what differs: redis-py's
 # argument packing, not Redis, was the largest cost when they travelled as ARGV.
-# KEYS: 1 marker, 2 queue list, 3.. one job hash per destination
+# KEYS: 1 marker, 2 queue list, 3 push counters (metrics), 4.. one job hash per destination
 # ARGV: 1 marker TTL, 2 RQ timestamp, then per job: id, data
 # (No RQ 'description': the job id, '<destination>-<eventId>', already says it all.)
+# The counters ride along in the same call: metrics cost the push path no round trip.
 _SCRIPT_TEMPLATE = """
 if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
+  redis.call('HINCRBY', KEYS[3], 'duplicate', 1)
   return 0
 end
 local pos = 3
-for k = 3, #KEYS do
+for k = 4, #KEYS do
   local reply = redis.pcall('HSET', KEYS[k], 'data', ARGV[pos + 1],
                             'created_at', ARGV[2], 'enqueued_at', ARGV[2]{static_fields})
   if type(reply) == 'table' and reply.err then
@@ -63,6 +66,7 @@ for k = 3, #KEYS do
   end
   pos = pos + 2
 end
+redis.call('HINCRBY', KEYS[3], 'accepted', 1)
 return 1
 """
 
@@ -105,12 +109,12 @@ class Enqueuer:
         self._destinations = tuple(destinations)
         self._registered = False
         # EVALSHA <sha> <numkeys> KEYS... ARGV...: everything constant is encoded once.
-        key_count = 2 + len(self._destinations)
+        key_count = 3 + len(self._destinations)
         arg_count = 3 + key_count + 2 + 2 * len(self._destinations)
         self._head = b"*%d\r\n" % arg_count + b"".join(
             _bulk(part) for part in (b"EVALSHA", self._sha.encode(), str(key_count).encode())
         )
-        self._queue_bulk = _bulk(self._queue_key.encode())
+        self._queue_bulk = _bulk(self._queue_key.encode()) + _bulk(PUSH_COUNTERS.encode())
         self._ttl_bulk = _bulk(str(dedupe_ttl_s).encode())
 
     def _send(self, command: bytes) -> Any:

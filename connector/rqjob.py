@@ -28,6 +28,8 @@ JOB_PREFIX = "rq:job:"
 QUEUES_SET = "rq:queues"
 SEEN_PREFIX = "dt:seen:"
 """Dedupe marker key prefix: ``dt:seen:<eventId>``."""
+PUSH_COUNTERS = "dt:metrics:pushes"
+"""Hash of push counters by outcome (``accepted``, ``duplicate``, ``rejected:<reason>``, …)."""
 
 RESULT_TTL_S = 10
 """How long RQ keeps a delivered job. Not 0: with 0, RQ deletes the job and its registry

@@ -6,6 +6,9 @@ Every outcome, accepted or not, writes exactly one log line.
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import hmac
 import json
 import time
 from typing import TYPE_CHECKING
@@ -17,6 +20,8 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from connector.errors import PushTooLarge, QueueUnavailable, RejectedPush
 from connector.events import Push, parse_push
 from connector.logs import push_line
+from connector.metrics import collect, render
+from connector.rqjob import PUSH_COUNTERS
 from connector.signature import verify_push
 
 if TYPE_CHECKING:
@@ -82,8 +87,59 @@ def _reject(exc: RejectedPush, started: float, push: Push | None, receiver: Rece
     )
     if isinstance(exc, QueueUnavailable):
         response.headers["Retry-After"] = str(receiver.settings.retry_after_s)
+    else:
+        # Counted only when Redis answers: a 503 means it does not, and waiting on it twice
+        # would only delay the answer DT is waiting for.
+        with contextlib.suppress(RedisError):
+            receiver.redis.hincrby(PUSH_COUNTERS, f"rejected:{exc.status_code}:{exc.reason}", 1)
     if exc.status_code == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="dt-data-connector"'
+    return response
+
+
+@bp.get("/metrics")
+def metrics_view() -> Response:
+    """Prometheus metrics shared by all processes (token-guarded when ``METRICS_TOKEN`` is set)."""
+    receiver: Receiver = current_app.extensions["connector"]
+    settings = receiver.settings
+    if not authorised(request.headers.get("Authorization", ""), settings.metrics_token):
+        return _unauthorised()
+    try:
+        snap = collect(
+            receiver.redis, queue_name=settings.queue_name, destinations=settings.destinations, now=time.time()
+        )
+    except RedisError as exc:
+        response = Response(f"# redis unavailable: {type(exc).__name__}\n", 503, mimetype="text/plain")
+        response.headers["Retry-After"] = str(settings.retry_after_s)
+        return response
+    body = render(snap, destinations=settings.destinations)
+    return Response(body, 200, content_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+def authorised(header: str, token: str) -> bool:
+    """Whether an ``Authorization`` header carries ``token``. Pure.
+
+    Accepts ``Bearer <token>`` (Prometheus) and HTTP Basic with the token as password (a
+    browser's login prompt). No token configured means the endpoints are open.
+    """
+    if not token:
+        return True
+    scheme, _, credentials = header.partition(" ")
+    if scheme.lower() == "bearer":
+        offered = credentials.strip()
+    elif scheme.lower() == "basic":
+        try:
+            offered = base64.b64decode(credentials.strip(), validate=True).decode("utf-8").partition(":")[2]
+        except (ValueError, UnicodeDecodeError):
+            return False
+    else:
+        return False
+    return hmac.compare_digest(offered.encode(), token.encode())
+
+
+def _unauthorised() -> Response:
+    response = Response(b'{"error":"unauthorized","detail":"send the METRICS_TOKEN"}', 401, mimetype=_JSON)
+    response.headers["WWW-Authenticate"] = 'Basic realm="dt-connector", charset="UTF-8"'
     return response
 
 

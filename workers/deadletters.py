@@ -14,8 +14,10 @@ from typing import Any
 
 from redis import Redis
 
+from connector.metrics import DEAD_LETTERS
+
 DEAD_LETTER_TTL_S = 14 * 24 * 3600
-INDEX_KEY = "dt:dead"
+INDEX_KEY = DEAD_LETTERS  # the zset /metrics counts
 PREFIX = "dt:dead:"
 
 

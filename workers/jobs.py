@@ -15,6 +15,7 @@ The destinations are built once per worker process from the environment.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
@@ -23,8 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from redis import Redis
+from redis.exceptions import RedisError
 from rq import Retry, get_current_job
 
+from connector import metrics
 from connector.config import Settings
 from connector.redis_conn import connect
 from workers import deadletters
@@ -35,7 +38,7 @@ from workers.translate import InvalidEvent, Skipped
 
 log = logging.getLogger("workers.forward")
 
-SKIPPED_PREFIX = "dt:skipped:"
+SKIPPED_PREFIX = metrics.SKIPPED_PREFIX
 
 
 class UnknownDestination(Exception):
@@ -97,12 +100,15 @@ def forward(destination: str, push: dict[str, Any], received_at: float, replay: 
     except InvalidEvent as invalid:
         outcome = Outcome("failed", "invalid-event", excerpt=str(invalid))
     if outcome.kind == "delivered":
+        finished = time.time()
+        _count(redis, destination, "delivered", now=finished, latency_s=finished - received_at)
         _log(destination, event, "delivered", outcome.reason, latency_s=now - received_at)
         return "delivered"
     if outcome.kind == "retry":
         attempt = (job.number_of_retries or 0) + 1 if job is not None else 1
         delay = retry_delay_s(attempt, rand=random.random(), retry_after_s=outcome.retry_after_s)
         if delay is not None:
+            _count(redis, destination, "retried", now=now, reason=outcome.reason)
             _log(destination, event, "retrying", outcome.reason, status=outcome.status, attempt=attempt, delay_s=delay)
             return Retry(max=len(DEFAULT_SCHEDULE_S) + 1, interval=max(1, round(delay)))
         outcome = Outcome("failed", f"retries-exhausted:{outcome.reason}", outcome.status, excerpt=outcome.excerpt)
@@ -117,8 +123,30 @@ def forward(destination: str, push: dict[str, Any], received_at: float, replay: 
         excerpt=outcome.excerpt,
         now=now,
     )
+    _count(redis, destination, "dead_lettered", now=now, reason=outcome.reason)
     _log(destination, event, "dead-letter", outcome.reason, status=outcome.status)
     return f"dead-letter:{outcome.reason}"
+
+
+def _count(
+    redis: Redis, destination: str, outcome: str, *, now: float, latency_s: float | None = None, reason: str = ""
+) -> None:
+    """Update the shared delivery metrics (``connector.metrics``) in one round trip.
+
+    Best effort: a metrics write that fails must not fail, or repeat, a delivery.
+    """
+    pipe = redis.pipeline(transaction=False)
+    pipe.hincrby(metrics.DELIVERY_PREFIX + destination, outcome, 1)
+    health = metrics.HEALTH_PREFIX + destination
+    if latency_s is not None:
+        latency = metrics.LATENCY_PREFIX + destination
+        pipe.hincrby(latency, metrics.bucket_for(latency_s), 1)
+        pipe.hincrbyfloat(latency, "sum", max(0.0, latency_s))
+        pipe.hset(health, "last_ok", repr(now))
+    else:
+        pipe.hset(health, mapping={"last_error": repr(now), "last_error_reason": reason})
+    with contextlib.suppress(RedisError):
+        pipe.execute()
 
 
 def _log(destination: str, event: dict[str, Any], outcome: str, reason: str, **extra: Any) -> None:

@@ -256,3 +256,24 @@ def test_end_to_end_both_destinations_fail_and_retry_independently(moost_env: St
     assert len(events_posted(moost_env, "/events/v1")) == 2  # 503, then 201
     assert len(events_posted(moost_env, "/v1/integrations/7/events")) == 1  # no duplicate at Spot
     assert deadletters.list_dead(redis) == []
+
+
+class TestDeliveryMetrics:
+    def test_delivered_retried_and_dead_lettered_are_counted(self, moost_env: StandIn, redis: Redis):
+        import time
+
+        from connector.metrics import collect
+
+        moost_env.script("/events/v1", Reply(201), Reply(500), Reply(400, {"error": "bad"}))
+        assert forward("moost", push_of("temperature", event_id="k1"), time.time() - 2.0) == "delivered"
+        assert isinstance(forward("moost", push_of("temperature", event_id="k2"), time.time()), Retry)
+        assert forward("moost", push_of("temperature", event_id="k3"), time.time()).startswith("dead-letter")
+        assert forward("moost", push_of("touch", event_id="k4"), time.time()).startswith("skipped")
+        snap = collect(redis, queue_name="dt-forward", destinations=["moost"], now=time.time())
+        assert snap.deliveries["moost"] == {"delivered": 1, "retried": 1, "dead_lettered": 1}
+        assert sum(snap.skipped["moost"].values()) == 1
+        assert snap.latency["moost"]["2.5"] == 1 and 2.0 <= snap.latency["moost"]["sum"] < 2.5
+        health = snap.health["moost"]
+        assert 0 < health["last_ok"] <= health["last_error"] <= time.time()
+        assert redis.hget("dt:metrics:health:moost", "last_error_reason") == b"http-400"
+        assert snap.dead_letters == 1
