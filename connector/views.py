@@ -23,6 +23,7 @@ from connector.logs import push_line
 from connector.metrics import collect, render
 from connector.rqjob import PUSH_COUNTERS
 from connector.signature import verify_push
+from connector.status import collect_status, render_status, replay_token
 
 if TYPE_CHECKING:
     from connector import Receiver
@@ -114,6 +115,48 @@ def metrics_view() -> Response:
         return response
     body = render(snap, destinations=settings.destinations)
     return Response(body, 200, content_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+@bp.get("/status")
+def status_page() -> Response:
+    """The operator's status page (HTML; guarded like /metrics)."""
+    receiver: Receiver = current_app.extensions["connector"]
+    settings = receiver.settings
+    if not authorised(request.headers.get("Authorization", ""), settings.metrics_token):
+        return _unauthorised()
+    now = time.time()
+    try:
+        snap = collect(receiver.redis, queue_name=settings.queue_name, destinations=settings.destinations, now=now)
+        data = collect_status(receiver.redis, snap, destinations=settings.destinations, now=now)
+    except RedisError as exc:
+        return Response(f"<h1>Redis unavailable ({type(exc).__name__})</h1>", 503, mimetype="text/html")
+    form = replay_token(settings.metrics_token) if settings.metrics_token else None
+    page = render_status(data, destinations=settings.destinations, now=now, replay_form=form)
+    response = Response(page, 200, mimetype="text/html")
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'"
+    return response
+
+
+@bp.post("/status/replay")
+def status_replay() -> Response:
+    """Re-queue the dead letters of one destination and reason, then back to the page."""
+    receiver: Receiver = current_app.extensions["connector"]
+    settings = receiver.settings
+    if not settings.metrics_token:
+        return Response(b'{"error":"replay-disabled","detail":"set METRICS_TOKEN"}', 403, mimetype=_JSON)
+    if not authorised(request.headers.get("Authorization", ""), settings.metrics_token):
+        return _unauthorised()
+    offered = request.form.get("form", "")
+    if not hmac.compare_digest(offered.encode(), replay_token(settings.metrics_token).encode()):
+        return Response(b'{"error":"bad-form","detail":"reload the status page"}', 403, mimetype=_JSON)
+    from workers import deadletters
+    from workers.failed_cli import requeue
+
+    destination, reason = request.form.get("destination", ""), request.form.get("reason", "")
+    letters = [x for x in deadletters.list_dead(receiver.redis, destination=destination) if x.reason == reason]
+    requeue(receiver.redis, settings, letters, now=time.time())
+    return Response(status=303, headers={"Location": "../status"})
 
 
 def authorised(header: str, token: str) -> bool:

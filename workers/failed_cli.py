@@ -82,7 +82,15 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def replay(redis: Redis, settings: Settings, letters: list[deadletters.DeadLetter], *, now: float) -> int:
-    """Queue each dead letter again (as a replay) and remove it from the registry."""
+    """Queue each dead letter again (as a replay), printing what was queued."""
+    for key in requeue(redis, settings, letters, now=now):
+        print(f"replaying {key}")
+    print(f"{len(letters)} dead letter(s) queued again")
+    return 0
+
+
+def requeue(redis: Redis, settings: Settings, letters: list[deadletters.DeadLetter], *, now: float) -> list[str]:
+    """Queue each dead letter again (as a replay) and remove it from the registry; their keys."""
     queue = Queue(settings.queue_name, connection=redis, serializer=JSONSerializer)
     for letter in letters:
         queue.enqueue(
@@ -95,6 +103,4 @@ def replay(redis: Redis, settings: Settings, letters: list[deadletters.DeadLette
             failure_ttl=DEFAULT_FAILURE_TTL_S,
         )
         deadletters.remove(redis, letter.key)
-        print(f"replaying {letter.key}")
-    print(f"{len(letters)} dead letter(s) queued again")
-    return 0
+    return [letter.key for letter in letters]

@@ -27,8 +27,9 @@ from redis import Redis
 from redis.exceptions import RedisError
 from rq import Retry, get_current_job
 
-from connector import metrics
+from connector import metrics, status
 from connector.config import Settings
+from connector.events import device_of
 from connector.redis_conn import connect
 from workers import deadletters
 from workers.destinations import Destination, build_destinations
@@ -101,7 +102,7 @@ def forward(destination: str, push: dict[str, Any], received_at: float, replay: 
         outcome = Outcome("failed", "invalid-event", excerpt=str(invalid))
     if outcome.kind == "delivered":
         finished = time.time()
-        _count(redis, destination, "delivered", now=finished, latency_s=finished - received_at)
+        _count(redis, destination, "delivered", now=finished, latency_s=finished - received_at, push=push)
         _log(destination, event, "delivered", outcome.reason, latency_s=now - received_at)
         return "delivered"
     if outcome.kind == "retry":
@@ -129,7 +130,14 @@ def forward(destination: str, push: dict[str, Any], received_at: float, replay: 
 
 
 def _count(
-    redis: Redis, destination: str, outcome: str, *, now: float, latency_s: float | None = None, reason: str = ""
+    redis: Redis,
+    destination: str,
+    outcome: str,
+    *,
+    now: float,
+    latency_s: float | None = None,
+    reason: str = "",
+    push: dict[str, Any] | None = None,
 ) -> None:
     """Update the shared delivery metrics (``connector.metrics``) in one round trip.
 
@@ -143,6 +151,15 @@ def _count(
         pipe.hincrby(latency, metrics.bucket_for(latency_s), 1)
         pipe.hincrbyfloat(latency, "sum", max(0.0, latency_s))
         pipe.hset(health, "last_ok", repr(now))
+        minute = f"{status.MINUTE_PREFIX}{destination}:{int(now // 60)}"
+        pipe.incr(minute)
+        pipe.expire(minute, status.MINUTE_TTL_S)
+        if push is not None and (device := device_of(push)):
+            event = push.get("event") or {}
+            labels = push.get("labels") if isinstance(push.get("labels"), dict) else {}
+            last = {"eventType": event.get("eventType"), "eventId": event.get("eventId"), "at": now,
+                    "name": (labels or {}).get("name", ""), "destination": destination}  # fmt: skip
+            pipe.hset(status.DEVICES_KEY, device, json.dumps(last))
     else:
         pipe.hset(health, mapping={"last_error": repr(now), "last_error_reason": reason})
     with contextlib.suppress(RedisError):

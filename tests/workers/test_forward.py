@@ -277,3 +277,6 @@ class TestDeliveryMetrics:
         assert 0 < health["last_ok"] <= health["last_error"] <= time.time()
         assert redis.hget("dt:metrics:health:moost", "last_error_reason") == b"http-400"
         assert snap.dead_letters == 1
+        last = json.loads(redis.hget("dt:devices", "bchonod7rihjtvdmd2vg"))
+        assert (last["eventId"], last["name"]) == ("k1", "Fridge 3")
+        assert redis.get(f"dt:metrics:minute:moost:{int(health['last_ok'] // 60)}") == b"1"
