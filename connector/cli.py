@@ -100,6 +100,10 @@ def check_config() -> int:
     print(f"configuration OK: {settings!r}")
     print(f"verifying: {settings.verification_summary}")
     print(f"mapping: version {mapping.version}, {len(mapping.moost)} MOOST and {len(mapping.spot)} Spot AI rules")
+    span_h = sum(settings.retry_schedule_s) / 3600
+    print(f"delivery retries: {len(settings.retry_schedule_s)}, spanning {span_h:.1f} h")
+    if span_h < 12:
+        print("warning: RETRY_SCHEDULE_S gives up within DT's 12 h redelivery window", file=sys.stderr)
     return 0
 
 

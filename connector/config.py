@@ -42,6 +42,9 @@ DEFAULT_REDIS_TIMEOUT_S = 2.0
 DEFAULT_ACCESS_LOG_FLUSH_MS = 100
 """How long a push's log line may wait to be written with others (0: write at once)."""
 
+DEFAULT_RETRY_SCHEDULE_S: tuple[int, ...] = (10, 30, 120, 300, 900, 1800, 3600, 7200, 10800, 14400, 14400)
+"""Waits before delivery retries 1..11: about 14.9 h in all, beyond DT's own 12 h redelivery window."""
+
 KNOWN_DESTINATIONS = ("log", "moost", "spot")
 """Destinations the workers can deliver to."""
 
@@ -91,6 +94,7 @@ class Settings:
     forward_timeout_s: float = 10.0
     worker_processes: int = 20
     metrics_token: str = field(default="", repr=False)
+    retry_schedule_s: tuple[int, ...] = DEFAULT_RETRY_SCHEDULE_S
 
     def __post_init__(self) -> None:
         if not (self.signature_secrets or self.asymmetric or self.insecure_skip_verify):
@@ -167,6 +171,7 @@ class Settings:
             forward_timeout_s=_float(env, "FORWARD_TIMEOUT_S", 10.0, 0.1, 25.0),
             worker_processes=_int(env, "WORKER_PROCESSES", 20, 1, 64),
             metrics_token=env.get("METRICS_TOKEN", "").strip(),
+            retry_schedule_s=_schedule(env, "RETRY_SCHEDULE_S"),
         )
 
 
@@ -208,6 +213,20 @@ def _bool(env: Mapping[str, str], key: str, default: str) -> bool:
     if raw in _FALSE:
         return False
     raise ConfigError(f"{key} must be one of on/off, true/false, 1/0 (got {raw!r})")
+
+
+def _schedule(env: Mapping[str, str], key: str) -> tuple[int, ...]:
+    """Comma-separated waits in seconds (each 1 s to 1 day, at most 50 of them)."""
+    raw = env.get(key, "").strip()
+    if not raw:
+        return DEFAULT_RETRY_SCHEDULE_S
+    try:
+        waits = tuple(int(part) for part in raw.split(","))
+    except ValueError:
+        raise ConfigError(f"{key} must be comma-separated whole seconds, e.g. 10,30,120 (got {raw!r})") from None
+    if not 1 <= len(waits) <= 50 or not all(1 <= w <= 86400 for w in waits):
+        raise ConfigError(f"{key} must list 1 to 50 waits of 1 to 86400 seconds (got {raw!r})")
+    return waits
 
 
 def _int(env: Mapping[str, str], key: str, default: int, low: int, high: int) -> int:

@@ -97,3 +97,11 @@ def test_release_phase_fails_a_bad_deploy_naming_the_variable(extra: dict[str, s
     result = run_release(release_env(**extra))
     assert result.returncode == 2
     assert named in result.stderr
+
+
+@pytest.mark.slow
+def test_release_phase_warns_about_a_retry_schedule_shorter_than_dt_redelivers():
+    result = run_release(release_env(RETRY_SCHEDULE_S="1,2,3"))
+    assert result.returncode == 0
+    assert "delivery retries: 3, spanning 0.0 h" in result.stdout
+    assert "gives up within DT's 12 h" in result.stderr

@@ -45,6 +45,8 @@ def browser() -> Iterator[object]:
 
 def test_status_page_shows_the_pipeline_and_replays_failures(browser, redis: Redis, redis_server, tmp_path: Path):
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
 
     driver = browser
     with gunicorn(redis_server.url, METRICS_TOKEN=TOKEN) as (base, _):
@@ -71,6 +73,8 @@ def test_status_page_shows_the_pipeline_and_replays_failures(browser, redis: Red
         assert driver.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
 
         failure.find_element(By.TAG_NAME, "button").click()  # replay the three
+        WebDriverWait(driver, 10).until(expected_conditions.staleness_of(failure))  # the page reloaded
+        WebDriverWait(driver, 10).until(lambda d: d.find_elements(By.ID, "accepted"))
         assert driver.find_elements(By.CSS_SELECTOR, "tr.failure") == []
         assert redis.zcard("dt:dead") == 0
         replayed = [i for i in queued_ids(redis) if i.startswith("moost-dead")]

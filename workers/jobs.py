@@ -7,7 +7,7 @@
   and logged, done;
 * permanent failure (``InvalidEvent``, a 4xx other than 408/425/429) → dead letter, done;
 * transient failure (network, timeout, 408/425/429, 5xx) → the job returns RQ's
-  ``Retry`` with the next delay of ``workers.send.DEFAULT_SCHEDULE_S`` (jittered,
+  ``Retry`` with the next delay of ``RETRY_SCHEDULE_S`` (default ~15 h in all; jittered,
   ``Retry-After`` honoured); when the schedule is used up → dead letter.
 
 The destinations are built once per worker process from the environment.
@@ -52,6 +52,7 @@ class _Runtime:
     def __init__(self) -> None:
         self.redis: Redis | None = None
         self.destinations: dict[str, Destination] = {}
+        self.retry_schedule_s: tuple[int, ...] = DEFAULT_SCHEDULE_S
 
     def load(self) -> None:
         settings = Settings.from_env()
@@ -60,6 +61,7 @@ class _Runtime:
             settings.redis_url, timeout_s=settings.redis_timeout_s, tls_verify=settings.redis_tls_verify
         )
         self.destinations = build_destinations(settings, mapping, self.redis)
+        self.retry_schedule_s = settings.retry_schedule_s
 
 
 _runtime = _Runtime()
@@ -107,11 +109,12 @@ def forward(destination: str, push: dict[str, Any], received_at: float, replay: 
         return "delivered"
     if outcome.kind == "retry":
         attempt = (job.number_of_retries or 0) + 1 if job is not None else 1
-        delay = retry_delay_s(attempt, rand=random.random(), retry_after_s=outcome.retry_after_s)
+        schedule = _runtime.retry_schedule_s
+        delay = retry_delay_s(attempt, rand=random.random(), retry_after_s=outcome.retry_after_s, schedule=schedule)
         if delay is not None:
             _count(redis, destination, "retried", now=now, reason=outcome.reason)
             _log(destination, event, "retrying", outcome.reason, status=outcome.status, attempt=attempt, delay_s=delay)
-            return Retry(max=len(DEFAULT_SCHEDULE_S) + 1, interval=max(1, round(delay)))
+            return Retry(max=len(schedule) + 1, interval=max(1, round(delay)))
         outcome = Outcome("failed", f"retries-exhausted:{outcome.reason}", outcome.status, excerpt=outcome.excerpt)
     deadletters.record(
         redis,

@@ -21,8 +21,10 @@ from typing import Any, Literal
 import orjson
 import requests
 
-DEFAULT_SCHEDULE_S: tuple[int, ...] = (10, 30, 120, 300, 900, 1800, 3600, 7200, 10800, 14400, 14400)
-"""Waits before retries 1..11: about 14.9 h in all, beyond DT's own 12 h redelivery window."""
+from connector.config import DEFAULT_RETRY_SCHEDULE_S
+
+DEFAULT_SCHEDULE_S = DEFAULT_RETRY_SCHEDULE_S
+"""Waits before retries (``RETRY_SCHEDULE_S`` overrides): about 14.9 h in all, beyond DT's 12 h."""
 
 JITTER = 0.2
 """Each wait is spread ±20 % so retries of many events do not arrive in lockstep."""

@@ -280,3 +280,18 @@ class TestDeliveryMetrics:
         last = json.loads(redis.hget("dt:devices", "bchonod7rihjtvdmd2vg"))
         assert (last["eventId"], last["name"]) == ("k1", "Fridge 3")
         assert redis.get(f"dt:metrics:minute:moost:{int(health['last_ok'] // 60)}") == b"1"
+
+
+def test_retry_schedule_is_configurable(moost_env: StandIn, monkeypatch):
+    from connector.errors import ConfigError
+
+    monkeypatch.setenv("RETRY_SCHEDULE_S", "5,60")
+    assert Settings.from_env().retry_schedule_s == (5, 60)
+    reset_runtime()
+    moost_env.script("/events/v1", Reply(503))
+    retry = forward("moost", push_of("temperature", event_id="sched1"), 1.0)
+    assert isinstance(retry, Retry) and retry.max == 3 and 4 <= retry.intervals[0] <= 6  # 5 s ± 20 %
+    for bad in ("0", "a,b", "10,,20", ",".join(["1"] * 51)):
+        monkeypatch.setenv("RETRY_SCHEDULE_S", bad)
+        with pytest.raises(ConfigError, match="RETRY_SCHEDULE_S"):
+            Settings.from_env()
