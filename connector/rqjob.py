@@ -36,6 +36,11 @@ RESULT_TTL_S = 10
 entries right away, which costs more per job (about 0.6 ms of a worker's ~6 ms of CPU,
 measured) than letting the hash expire; 10 s of finished jobs is a few MB at most."""
 
+CRASH_RETRY_INTERVALS_S = (10, 60, 300)
+"""Waits before RQ re-runs a job that crashed or was abandoned by a killed worker (RQ finds
+those in its started registry at its next maintenance). Downstream failures are retried by
+the job itself on ``RETRY_SCHEDULE_S``; these are for the worker's own failures."""
+
 DEFAULT_FAILURE_TTL_S = 14 * 24 * 3600
 """How long RQ keeps a failed job (bounded so Redis cannot grow without limit)."""
 
@@ -94,6 +99,7 @@ class JobTemplate:
     def from_rq(cls, *, queue_name: str, timeout_s: int, failure_ttl_s: int = DEFAULT_FAILURE_TTL_S) -> JobTemplate:
         """Serialise a template job with RQ itself and keep the fields that never vary."""
         from redis import Redis
+        from rq import Retry
         from rq.job import Job, JobStatus
         from rq.serializers import JSONSerializer
 
@@ -107,6 +113,9 @@ class JobTemplate:
             result_ttl=RESULT_TTL_S,
             failure_ttl=failure_ttl_s,
             origin=queue_name,
+            # A job whose worker died (SIGKILL, OOM, a lost dyno) or that crashed is retried by
+            # RQ rather than parked as failed: see CRASH_RETRY_INTERVALS_S.
+            retry=Retry(max=len(CRASH_RETRY_INTERVALS_S), interval=list(CRASH_RETRY_INTERVALS_S)),
         )
         job._status = JobStatus.QUEUED  # what Queue.enqueue_job sets before saving
         job.enqueued_at = job.created_at

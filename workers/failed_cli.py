@@ -8,13 +8,13 @@ import time
 from datetime import UTC, datetime
 
 from redis import Redis
-from rq import Queue
+from rq import Queue, Retry
 from rq.serializers import JSONSerializer
 
 from connector.backfill import parse_duration
 from connector.config import Settings
 from connector.redis_conn import connect
-from connector.rqjob import DEFAULT_FAILURE_TTL_S, FORWARD_FUNC, RESULT_TTL_S
+from connector.rqjob import CRASH_RETRY_INTERVALS_S, DEFAULT_FAILURE_TTL_S, FORWARD_FUNC, RESULT_TTL_S
 from workers import deadletters
 
 
@@ -101,6 +101,7 @@ def requeue(redis: Redis, settings: Settings, letters: list[deadletters.DeadLett
             job_timeout=settings.job_timeout_s,
             result_ttl=RESULT_TTL_S,
             failure_ttl=DEFAULT_FAILURE_TTL_S,
+            retry=Retry(max=len(CRASH_RETRY_INTERVALS_S), interval=list(CRASH_RETRY_INTERVALS_S)),
         )
         deadletters.remove(redis, letter.key)
     return [letter.key for letter in letters]

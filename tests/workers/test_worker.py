@@ -203,3 +203,25 @@ def test_worker_pool_finishes_the_job_in_flight_on_sigterm(redis: Redis, redis_s
         assert len([s for s in standin.requests if s.path == "/events/v1"]) == 1
     finally:
         standin.close()
+
+
+def test_a_job_abandoned_by_a_killed_worker_is_retried_not_failed(redis: Redis, redis_server, worker_env):
+    """What a SIGKILLed worker leaves behind (its job in the started registry, never finished)
+    is put back by the next cleanup: RQ retries jobs that have retries left."""
+    import time
+
+    from rq import Queue
+    from rq.registry import ScheduledJobRegistry, StartedJobRegistry
+    from rq.serializers import JSONSerializer
+
+    settings = make_settings(redis_server.url)
+    client = create_app(settings, configure_logs=False).test_client()
+    assert push(client, dt_body(event_id="orphan")).status_code == 200
+    queue = Queue("dt-forward", connection=redis, serializer=JSONSerializer)
+    job = queue.dequeue_any([queue], None, connection=redis, serializer=JSONSerializer)[0]  # type: ignore[index]
+    assert job.id == "log-orphan" and job.retries_left == 3
+    started = StartedJobRegistry(queue=queue)
+    redis.zadd(started.key, {f"{job.id}:killed-worker-execution": time.time() - 1})  # its expiry has passed
+    started.cleanup()
+    assert redis.zcard("rq:failed:dt-forward") == 0
+    assert job.id in ScheduledJobRegistry(queue=queue).get_job_ids()  # back in 10 s
