@@ -4,8 +4,14 @@
 2-core machine that cost lands in the worker's measured time. This one parses only what
 it needs: the request line, ``Content-Length`` and ``Idempotency-Key``. It answers
 ``GET /auth/token/v1`` with a token, ``POST /events/v1`` and ``/events/historical/v1``
-with 201/200 after ``delay_s``, and ``GET /stats`` with ``{"requests", "unique"}`` counts
-of event posts (unique by ``Idempotency-Key``, i.e. DT eventId).
+with 201/200 after ``delay_s``, and ``GET /stats`` with ``{"requests", "unique",
+"duplicates"}`` counts of event posts accepted (by ``Idempotency-Key``, i.e. DT eventId;
+a duplicate is a key accepted more than once).
+
+For the fault suite it can also misbehave, decided per request by a seeded RNG: answer
+500 to ``fail_rate`` of event posts, and stall ``stall_rate`` of them for ``stall_s``
+before dropping the connection unanswered (and not ingesting the event, as a server that
+gave up on the request would).
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import multiprocessing
+import random
 import socket
 import time
 
@@ -27,9 +34,11 @@ def _response(status: str, body: bytes = b"") -> bytes:
     )
 
 
-async def _serve(sock: socket.socket, delay_s: float) -> None:
-    keys: set[bytes] = set()
+async def _serve(sock: socket.socket, delay_s: float, faults: tuple[float, float, float, int]) -> None:
+    keys: dict[bytes, int] = {}
     count = 0
+    fail_rate, stall_rate, stall_s, seed = faults
+    rng = random.Random(seed)
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         nonlocal count
@@ -52,13 +61,25 @@ async def _serve(sock: socket.socket, delay_s: float) -> None:
                 if path.startswith(b"/auth/token/v1"):
                     writer.write(_response("200 OK", _TOKEN))
                 elif path.startswith(b"/stats"):
-                    writer.write(_response("200 OK", json.dumps({"requests": count, "unique": len(keys)}).encode()))
+                    duplicates = sum(n - 1 for n in keys.values())
+                    stats = {"requests": count, "unique": len(keys), "duplicates": duplicates}
+                    if path.startswith(b"/stats/keys"):
+                        stats["keys"] = sorted(k.decode() for k in keys)  # type: ignore[assignment]
+                    writer.write(_response("200 OK", json.dumps(stats).encode()))
                 elif method == b"POST" and path.startswith(b"/events/"):
                     if delay_s:
                         await asyncio.sleep(delay_s)
                     count += 1
-                    keys.add(key)
-                    writer.write(_response("201 Created"))
+                    draw = rng.random()
+                    if draw < stall_rate:
+                        await asyncio.sleep(stall_s)
+                        writer.close()
+                        return
+                    if draw < stall_rate + fail_rate:
+                        writer.write(_response("500 Internal Server Error", b'{"error":"injected"}'))
+                    else:
+                        keys[key] = keys.get(key, 0) + 1
+                        writer.write(_response("201 Created"))
                 else:
                     writer.write(_response("404 Not Found"))
                 await writer.drain()
@@ -70,19 +91,30 @@ async def _serve(sock: socket.socket, delay_s: float) -> None:
         await server.serve_forever()
 
 
-def _run(sock: socket.socket, delay_s: float) -> None:
-    asyncio.run(_serve(sock, delay_s))
+def _run(sock: socket.socket, delay_s: float, faults: tuple[float, float, float, int]) -> None:
+    asyncio.run(_serve(sock, delay_s, faults))
 
 
 class LeanStandIn:
     """Start in a child process on a free 127.0.0.1 port; ``close()`` stops it."""
 
-    def __init__(self, *, delay_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        *,
+        delay_s: float = 0.0,
+        fail_rate: float = 0.0,
+        stall_rate: float = 0.0,
+        stall_s: float = 0.0,
+        seed: int = 1,
+    ) -> None:
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
         sock.listen(512)
         self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        self._process = multiprocessing.get_context("fork").Process(target=_run, args=(sock, delay_s), daemon=True)
+        faults = (fail_rate, stall_rate, stall_s, seed)
+        self._process = multiprocessing.get_context("fork").Process(
+            target=_run, args=(sock, delay_s, faults), daemon=True
+        )
         self._process.start()
         sock.close()
         time.sleep(0.2)
@@ -91,6 +123,12 @@ class LeanStandIn:
         import requests
 
         return dict(requests.get(f"{self.url}/stats", timeout=5).json())
+
+    def keys(self) -> set[str]:
+        """Every eventId accepted so far."""
+        import requests
+
+        return set(requests.get(f"{self.url}/stats/keys", timeout=30).json()["keys"])
 
     def close(self) -> None:
         self._process.terminate()
