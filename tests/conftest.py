@@ -149,3 +149,12 @@ def push(client: FlaskClient, body: bytes, token: str | None = None, **headers: 
 
 def queued_ids(redis: Redis, queue: str = "dt-forward") -> list[str]:
     return [raw.decode() for raw in redis.lrange(f"rq:queue:{queue}", 0, -1)]
+
+
+SUMMARY_LINES: list[str] = []
+"""Lines a test wants shown after the run even when its output is captured (the fault suite's)."""
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    for line in SUMMARY_LINES:
+        terminalreporter.write_line(line)

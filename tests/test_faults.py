@@ -32,7 +32,7 @@ from bench.standin import LeanStandIn
 from connector.embedded_redis import EmbeddedRedis, free_port
 from connector.send_test import DtSimulator, SendReport
 from connector.simulate import Fleet, build_push
-from tests.conftest import SECRET
+from tests.conftest import SECRET, SUMMARY_LINES
 from tests.connector.test_server import gunicorn
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
@@ -159,14 +159,16 @@ def test_nothing_is_lost_under_faults(tmp_path: Path):
         redis_server.stop()
     elapsed = time.monotonic() - started
     duplicates = stats["duplicates"]
-    print(
-        f"\nFAULT SUITE: {EVENTS} unique events (+{report.duplicates_sent} redelivered by the sender, "
+    summary = (
+        f"FAULT SUITE: {EVENTS} unique events (+{report.duplicates_sent} redelivered by the sender, "
         f"{report.attempts} pushes, answers {dict(sorted(report.answers.items()))}); "
         f"{kills} worker SIGKILLs, 1 Redis restart, stand-in 30% 500 + 5% stalls; "
         f"delivered {len(delivered)}/{EVENTS}, missing {len(missing)}, duplicates at the stand-in {duplicates} "
         f"({duplicates / EVENTS:.3%}), stand-in requests {stats['requests']}; left: queued {queued}, "
         f"scheduled {scheduled}, failed {failed}, dead letters {dead}; {elapsed:.0f} s"
     )
+    print("\n" + summary)
+    SUMMARY_LINES.append(summary)
     assert missing == [], f"never delivered: {missing[:10]}"
     assert duplicates / EVENTS <= 0.001
     assert (queued, scheduled, failed, dead) == (0, 0, 0, 0)
