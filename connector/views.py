@@ -101,18 +101,16 @@ def _reject(exc: RejectedPush, started: float, push: Push | None, receiver: Rece
 @bp.get("/metrics")
 def metrics_view() -> Response:
     """Prometheus metrics shared by all processes (token-guarded when ``METRICS_TOKEN`` is set)."""
-    receiver: Receiver = current_app.extensions["connector"]
+    receiver, refusal = _operator()
+    if refusal is not None:
+        return refusal
     settings = receiver.settings
-    if not authorised(request.headers.get("Authorization", ""), settings.metrics_token):
-        return _unauthorised()
     try:
         snap = collect(
             receiver.redis, queue_name=settings.queue_name, destinations=settings.destinations, now=time.time()
         )
     except RedisError as exc:
-        response = Response(f"# redis unavailable: {type(exc).__name__}\n", 503, mimetype="text/plain")
-        response.headers["Retry-After"] = str(settings.retry_after_s)
-        return response
+        return _redis_down(receiver, f"# redis unavailable: {type(exc).__name__}\n", "text/plain")
     body = render(snap, destinations=settings.destinations)
     return Response(body, 200, content_type="text/plain; version=0.0.4; charset=utf-8")
 
@@ -120,16 +118,16 @@ def metrics_view() -> Response:
 @bp.get("/status")
 def status_page() -> Response:
     """The operator's status page (HTML; guarded like /metrics)."""
-    receiver: Receiver = current_app.extensions["connector"]
+    receiver, refusal = _operator()
+    if refusal is not None:
+        return refusal
     settings = receiver.settings
-    if not authorised(request.headers.get("Authorization", ""), settings.metrics_token):
-        return _unauthorised()
     now = time.time()
     try:
         snap = collect(receiver.redis, queue_name=settings.queue_name, destinations=settings.destinations, now=now)
         data = collect_status(receiver.redis, snap, destinations=settings.destinations, now=now)
     except RedisError as exc:
-        return Response(f"<h1>Redis unavailable ({type(exc).__name__})</h1>", 503, mimetype="text/html")
+        return _redis_down(receiver, f"<h1>Redis unavailable ({type(exc).__name__})</h1>", "text/html")
     form = replay_token(settings.metrics_token) if settings.metrics_token else None
     page = render_status(data, destinations=settings.destinations, now=now, replay_form=form)
     response = Response(page, 200, mimetype="text/html")
@@ -141,12 +139,12 @@ def status_page() -> Response:
 @bp.post("/status/replay")
 def status_replay() -> Response:
     """Re-queue the dead letters of one destination and reason, then back to the page."""
-    receiver: Receiver = current_app.extensions["connector"]
+    receiver, refusal = _operator()
     settings = receiver.settings
     if not settings.metrics_token:
         return Response(b'{"error":"replay-disabled","detail":"set METRICS_TOKEN"}', 403, mimetype=_JSON)
-    if not authorised(request.headers.get("Authorization", ""), settings.metrics_token):
-        return _unauthorised()
+    if refusal is not None:
+        return refusal
     offered = request.form.get("form", "")
     if not hmac.compare_digest(offered.encode(), replay_token(settings.metrics_token).encode()):
         return Response(b'{"error":"bad-form","detail":"reload the status page"}', 403, mimetype=_JSON)
@@ -178,6 +176,20 @@ def authorised(header: str, token: str) -> bool:
     else:
         return False
     return hmac.compare_digest(offered.encode(), token.encode())
+
+
+def _operator() -> tuple[Receiver, Response | None]:
+    """The receiver, and the 401 to answer when the request lacks ``METRICS_TOKEN`` (else None)."""
+    receiver: Receiver = current_app.extensions["connector"]
+    if authorised(request.headers.get("Authorization", ""), receiver.settings.metrics_token):
+        return receiver, None
+    return receiver, _unauthorised()
+
+
+def _redis_down(receiver: Receiver, body: str, mimetype: str) -> Response:
+    response = Response(body, 503, mimetype=mimetype)
+    response.headers["Retry-After"] = str(receiver.settings.retry_after_s)
+    return response
 
 
 def _unauthorised() -> Response:

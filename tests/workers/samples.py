@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from connector.simulate import DEVICE_TYPES
+
 UPDATE = "2024-05-29T10:34:03.970415Z"
 PROJECT = "c0md3mm0c7pet3cfe9f0"
 
@@ -61,27 +63,7 @@ DATA: dict[str, dict[str, Any]] = {
     "cellularStatus": {"cellularStatus": {"signalStrength": 80, "errors": [], "updateTime": UPDATE}},
 }
 
-DEVICE_TYPE = {
-    "touch": "touch",
-    "temperature": "temperature",
-    "objectPresent": "proximity",
-    "humidity": "humidity",
-    "objectPresentCount": "proximityCounter",
-    "touchCount": "touchCounter",
-    "waterPresent": "waterDetector",
-    "co2": "co2",
-    "pressure": "co2",
-    "motion": "motion",
-    "deskOccupancy": "deskOccupancy",
-    "contact": "contact",
-    "probeWireStatus": "temperature",
-    "networkStatus": "temperature",
-    "batteryStatus": "temperature",
-    "labelsChanged": "temperature",
-    "connectionStatus": "ccon",
-    "ethernetStatus": "ccon",
-    "cellularStatus": "ccon",
-}
+DEVICE_TYPE = DEVICE_TYPES  # which device type emits each event type (a fact table, shared)
 
 
 def push_of(
