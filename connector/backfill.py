@@ -29,6 +29,7 @@ from redis import Redis
 
 from connector.dtapi import DtApi
 from connector.enqueue import Enqueuer
+from connector.redis_conn import reply_text
 
 CHECKPOINT_PREFIX = "dt:backfill:"
 CHECKPOINT_TTL_S = 7 * 24 * 3600
@@ -103,9 +104,6 @@ def split_device_name(name: str) -> tuple[str, str]:
     return "", parts[-1]
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
 
 @dataclass
 class BackfillReport:
@@ -149,7 +147,7 @@ class Backfill:
     def run(self) -> BackfillReport:
         """Queue every event of the window not yet queued; checkpoint after each page."""
         report = BackfillReport()
-        state = {_text(k): _text(v) for k, v in self._redis.hgetall(self.checkpoint_key).items()}
+        state = {reply_text(k): reply_text(v) for k, v in self._redis.hgetall(self.checkpoint_key).items()}
         report.resumed = any(k.startswith(("done:", "page:")) for k in state)
         if state.get("start") and state.get("end"):
             self._start, self._end = state["start"], state["end"]

@@ -94,7 +94,7 @@ def check_config() -> int:
 
     settings = Settings.from_env()
     try:
-        mapping = load_mapping(Path(settings.mapping_path) if settings.mapping_path else None)
+        mapping = load_mapping(settings.mapping_path)
     except MappingError as exc:
         raise ConfigError(f"CONNECTOR_MAPPING: {exc}") from None
     print(f"configuration OK: {settings!r}")

@@ -16,12 +16,15 @@ import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from connector.config import DtApiSettings, Settings
 from connector.dtapi import DtApi, DtApiError
 from connector.errors import ConfigError
 from connector.simulate import EVENT_TYPES
+
+if TYPE_CHECKING:
+    from workers.mapping import Mapping as WorkerMapping
 
 DEV_ORG = "dt-connector-dev-org"
 DEV_KID = "dt-connector-dev"
@@ -201,12 +204,16 @@ def _update(args: argparse.Namespace, environ: Mapping[str, str], api: DtApi, co
     return 0
 
 
-def label_keys(extra: str, environ: Mapping[str, str]) -> list[str]:
-    """``name``, the labels the mapping reads, then ``extra`` (comma list), without repeats."""
+def _mapping(environ: Mapping[str, str]) -> WorkerMapping:
+    """The mapping the workers use (``CONNECTOR_MAPPING``, else the shipped one)."""
     from workers.mapping import load_mapping
 
-    settings_path = environ.get("CONNECTOR_MAPPING", "").strip()
-    mapping = load_mapping(Path(settings_path) if settings_path else None)
+    return load_mapping(environ.get("CONNECTOR_MAPPING", "").strip())
+
+
+def label_keys(extra: str, environ: Mapping[str, str]) -> list[str]:
+    """``name``, the labels the mapping reads, then ``extra`` (comma list), without repeats."""
+    mapping = _mapping(environ)
     keys = ["name", mapping.building_label, mapping.spot_device_label, *extra.split(",")]
     return list(dict.fromkeys(k.strip() for k in keys if k.strip()))
 
@@ -215,10 +222,7 @@ def _event_filter(text: str | None, environ: Mapping[str, str]) -> list[str]:
     if not text or text == "all":
         return []  # DT: an empty list means every event type
     if text == "mapped":
-        from workers.mapping import load_mapping
-
-        path = environ.get("CONNECTOR_MAPPING", "").strip()
-        mapping = load_mapping(Path(path) if path else None)
+        mapping = _mapping(environ)
         forwarded = {t for t, rule in mapping.moost.items() if rule.skip is None}
         forwarded |= {t for t, rule in mapping.spot.items() if rule.skip is None and rule.event_type_id}
         return [t for t in EVENT_TYPES if t in forwarded]

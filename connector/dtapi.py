@@ -18,6 +18,7 @@ import jwt
 import requests
 
 from connector.config import DtApiSettings
+from connector.retry_after import parse_retry_after
 
 ASSERTION_LIFETIME_S = 3600
 """DT accepts assertions living at most one hour."""
@@ -25,6 +26,8 @@ ASSERTION_LIFETIME_S = 3600
 TOKEN_RENEWAL_MARGIN_S = 60
 ATTEMPTS = 3
 RETRIED_STATUSES = (500, 503, 504)
+MAX_RETRY_AFTER_S = 60.0
+"""A command line waits at most this long on a 429's ``Retry-After`` before asking again."""
 PAGE_SIZE_DEVICES = 100
 PAGE_SIZE_EVENTS = 1000
 
@@ -149,7 +152,8 @@ class DtApi:
                 renewed = True
                 continue
             if status == 429 and attempt < ATTEMPTS:
-                self._sleep(_retry_after(response.headers.get("Retry-After"), default=attempt**2))
+                wait = parse_retry_after(response.headers.get("Retry-After"), now=self._clock())
+                self._sleep(min(MAX_RETRY_AFTER_S, wait) if wait is not None else attempt**2)
                 continue
             if status in RETRIED_STATUSES and attempt < ATTEMPTS:
                 self._sleep(attempt**2 + (9 if status == 504 else 0))
@@ -191,13 +195,6 @@ class DtApi:
             raise DtApiError("token endpoint answer has no access_token") from None
         self._token = (token, now + max(1.0, lifetime - TOKEN_RENEWAL_MARGIN_S))
         return token
-
-
-def _retry_after(value: str | None, *, default: float) -> float:
-    try:
-        return min(60.0, max(0.0, float(value))) if value else default
-    except ValueError:
-        return default
 
 
 def _error_text(response: requests.Response) -> str:

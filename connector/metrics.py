@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 
 from redis import Redis
 
+from connector.redis_conn import reply_text
 from connector.rqjob import JOB_PREFIX, PUSH_COUNTERS, QUEUE_PREFIX
 
 DELIVERY_PREFIX = "dt:metrics:delivery:"
@@ -111,9 +112,9 @@ def collect(redis: Redis, *, queue_name: str, destinations: Sequence[str], now: 
     depth, oldest_id, snap.scheduled, snap.started, snap.failed, snap.dead_letters = replies[at:]
     snap.queue_depth = int(depth)
     if oldest_id:
-        enqueued = redis.hget(JOB_PREFIX + _text(oldest_id), "enqueued_at")
+        enqueued = redis.hget(JOB_PREFIX + reply_text(oldest_id), "enqueued_at")
         if enqueued:
-            snap.oldest_queued_age_s = max(0.0, now - _rq_time(_text(enqueued)))
+            snap.oldest_queued_age_s = max(0.0, now - _rq_time(reply_text(enqueued)))
     return snap
 
 
@@ -189,19 +190,16 @@ def _number(value: float) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
 
 def _ints(raw: Mapping[bytes | str, bytes | str]) -> dict[str, int]:
-    return {_text(k): int(float(_text(v))) for k, v in raw.items()}
+    return {reply_text(k): int(float(reply_text(v))) for k, v in raw.items()}
 
 
 def _floats(raw: Mapping[bytes | str, bytes | str]) -> dict[str, float]:
     out = {}
     for k, v in raw.items():
         try:
-            out[_text(k)] = float(_text(v))
+            out[reply_text(k)] = float(reply_text(v))
         except ValueError:
             continue  # a text field (e.g. a failure reason) is not a number
     return out

@@ -12,6 +12,11 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 
+def reply_text(value: bytes | str) -> str:
+    """A Redis reply as text (clients here do not set ``decode_responses``)."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def connect(url: str, *, timeout_s: float | None, tls_verify: bool = False, connect_timeout_s: float = 5.0) -> Redis:
     """A pooled client for ``url`` with one quick retry.
 

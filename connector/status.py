@@ -27,6 +27,7 @@ from markupsafe import escape
 from redis import Redis
 
 from connector.metrics import Snapshot
+from connector.redis_conn import reply_text
 
 MINUTE_PREFIX = "dt:metrics:minute:"
 """``dt:metrics:minute:<destination>:<epoch minute>``: deliveries in that minute (kept 2 h)."""
@@ -65,7 +66,7 @@ def collect_status(redis: Redis, snapshot: Snapshot, *, destinations: Sequence[s
         data.per_minute[destination] = [int(v or 0) for v in replies[n * 60 : (n + 1) * 60]]
     for device, raw in replies[-1].items():
         try:
-            data.devices[_text(device)] = json.loads(raw)
+            data.devices[reply_text(device)] = json.loads(raw)
         except ValueError:
             continue
     for letter in deadletters.list_dead(redis, limit=10_000):
@@ -178,6 +179,3 @@ def _ago(at: float, now: float) -> str:
 def _time(at: float) -> str:
     return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

@@ -187,6 +187,7 @@ def _operator() -> tuple[Receiver, Response | None]:
 
 
 def _redis_down(receiver: Receiver, body: str, mimetype: str) -> Response:
+    """503 with ``Retry-After``: Redis is down, so come back later."""
     response = Response(body, 503, mimetype=mimetype)
     response.headers["Retry-After"] = str(receiver.settings.retry_after_s)
     return response
@@ -211,7 +212,5 @@ def readyz() -> Response:
     try:
         receiver.redis.ping()
     except RedisError as exc:
-        response = Response(b'{"status":"unavailable","redis":"%s"}' % type(exc).__name__.encode(), 503, mimetype=_JSON)
-        response.headers["Retry-After"] = str(receiver.settings.retry_after_s)
-        return response
+        return _redis_down(receiver, f'{{"status":"unavailable","redis":"{type(exc).__name__}"}}', _JSON)
     return Response(b'{"status":"ready","redis":"ok"}', 200, mimetype=_JSON)

@@ -42,6 +42,8 @@ class DtState:
     fail_history_after: int | None = None
     patches: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     valid_tokens: set[str] = field(default_factory=set)
+    throttle: list[str] = field(default_factory=list)
+    """``Retry-After`` values: each API call answers 429 with the next one until none are left."""
 
 
 class DtStandIn:
@@ -94,9 +96,13 @@ class DtStandIn:
         raw = request.rfile.read(length) if length else b""
         parsed = urllib.parse.urlsplit(request.path)
         query = urllib.parse.parse_qs(parsed.query)
+        extra: dict[str, str] = {}
         with self._lock:
             if parsed.path == "/oauth2/token" and method == "POST":
                 status, body = self._token(raw)
+            elif self.state.throttle:
+                status, body = 429, {"error": "rate limited"}
+                extra["Retry-After"] = self.state.throttle.pop(0)
             else:
                 auth = request.headers.get("Authorization", "")
                 if not auth.startswith("Bearer ") or auth[7:] not in self.state.valid_tokens:
@@ -107,6 +113,8 @@ class DtStandIn:
         request.send_response(status)
         request.send_header("Content-Type", "application/json")
         request.send_header("Content-Length", str(len(data)))
+        for name, value in extra.items():
+            request.send_header(name, value)
         request.end_headers()
         request.wfile.write(data)
 

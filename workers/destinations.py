@@ -19,6 +19,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from connector.config import Settings
+from connector.redis_conn import reply_text
 from workers.mapping import Mapping
 from workers.readings import UnreadableEvent, readings_of
 from workers.send import EXCERPT_CHARS, Outcome, Sender
@@ -88,7 +89,7 @@ class MoostTokens:
             except RedisError:
                 cached = None
             if cached:
-                token = cached.decode() if isinstance(cached, bytes) else str(cached)
+                token = reply_text(cached)
                 self._local = (token, time.monotonic() + TOKEN_LOCAL_CACHE_S)
                 return token
         self._local = None

@@ -20,7 +20,6 @@ import json
 import logging
 import random
 import time
-from pathlib import Path
 from typing import Any
 
 from redis import Redis
@@ -56,7 +55,7 @@ class _Runtime:
 
     def load(self) -> None:
         settings = Settings.from_env()
-        mapping = load_mapping(Path(settings.mapping_path) if settings.mapping_path else None)
+        mapping = load_mapping(settings.mapping_path)
         self.redis = connect(
             settings.redis_url, timeout_s=settings.redis_timeout_s, tls_verify=settings.redis_tls_verify
         )
@@ -104,15 +103,15 @@ def forward(destination: str, push: dict[str, Any], received_at: float, replay: 
         outcome = Outcome("failed", "invalid-event", excerpt=str(invalid))
     if outcome.kind == "delivered":
         finished = time.time()
-        _count(redis, destination, "delivered", now=finished, latency_s=finished - received_at, push=push)
-        _log(destination, event, "delivered", outcome.reason, latency_s=now - received_at)
+        _count_delivered(redis, destination, push, now=finished, latency_s=finished - received_at)
+        _log(destination, event, "delivered", outcome.reason, latency_s=finished - received_at)
         return "delivered"
     if outcome.kind == "retry":
         attempt = (job.number_of_retries or 0) + 1 if job is not None else 1
         schedule = _runtime.retry_schedule_s
         delay = retry_delay_s(attempt, rand=random.random(), retry_after_s=outcome.retry_after_s, schedule=schedule)
         if delay is not None:
-            _count(redis, destination, "retried", now=now, reason=outcome.reason)
+            _count_failure(redis, destination, "retried", now=now, reason=outcome.reason)
             _log(destination, event, "retrying", outcome.reason, status=outcome.status, attempt=attempt, delay_s=delay)
             return Retry(max=len(schedule) + 1, interval=max(1, round(delay)))
         outcome = Outcome("failed", f"retries-exhausted:{outcome.reason}", outcome.status, excerpt=outcome.excerpt)
@@ -127,44 +126,40 @@ def forward(destination: str, push: dict[str, Any], received_at: float, replay: 
         excerpt=outcome.excerpt,
         now=now,
     )
-    _count(redis, destination, "dead_lettered", now=now, reason=outcome.reason)
+    _count_failure(redis, destination, "dead_lettered", now=now, reason=outcome.reason)
     _log(destination, event, "dead-letter", outcome.reason, status=outcome.status)
     return f"dead-letter:{outcome.reason}"
 
 
-def _count(
-    redis: Redis,
-    destination: str,
-    outcome: str,
-    *,
-    now: float,
-    latency_s: float | None = None,
-    reason: str = "",
-    push: dict[str, Any] | None = None,
-) -> None:
-    """Update the shared delivery metrics (``connector.metrics``) in one round trip.
+def _count_delivered(redis: Redis, destination: str, push: dict[str, Any], *, now: float, latency_s: float) -> None:
+    """Record a delivery in the shared metrics (``connector.metrics``, ``connector.status``).
 
-    Best effort: a metrics write that fails must not fail, or repeat, a delivery.
+    One round trip; best effort: a metrics write that fails must not fail, or repeat, a delivery.
     """
     pipe = redis.pipeline(transaction=False)
+    pipe.hincrby(metrics.DELIVERY_PREFIX + destination, "delivered", 1)
+    latency = metrics.LATENCY_PREFIX + destination
+    pipe.hincrby(latency, metrics.bucket_for(latency_s), 1)
+    pipe.hincrbyfloat(latency, "sum", max(0.0, latency_s))
+    pipe.hset(metrics.HEALTH_PREFIX + destination, "last_ok", repr(now))
+    minute = f"{status.MINUTE_PREFIX}{destination}:{int(now // 60)}"
+    pipe.incr(minute)
+    pipe.expire(minute, status.MINUTE_TTL_S)
+    if device := device_of(push):
+        event = push.get("event") or {}
+        labels = push.get("labels") if isinstance(push.get("labels"), dict) else {}
+        last = {"eventType": event.get("eventType"), "eventId": event.get("eventId"), "at": now,
+                "name": (labels or {}).get("name", ""), "destination": destination}  # fmt: skip
+        pipe.hset(status.DEVICES_KEY, device, json.dumps(last))
+    with contextlib.suppress(RedisError):
+        pipe.execute()
+
+
+def _count_failure(redis: Redis, destination: str, outcome: str, *, now: float, reason: str) -> None:
+    """Record a retried or dead-lettered delivery (``outcome``); one round trip, best effort."""
+    pipe = redis.pipeline(transaction=False)
     pipe.hincrby(metrics.DELIVERY_PREFIX + destination, outcome, 1)
-    health = metrics.HEALTH_PREFIX + destination
-    if latency_s is not None:
-        latency = metrics.LATENCY_PREFIX + destination
-        pipe.hincrby(latency, metrics.bucket_for(latency_s), 1)
-        pipe.hincrbyfloat(latency, "sum", max(0.0, latency_s))
-        pipe.hset(health, "last_ok", repr(now))
-        minute = f"{status.MINUTE_PREFIX}{destination}:{int(now // 60)}"
-        pipe.incr(minute)
-        pipe.expire(minute, status.MINUTE_TTL_S)
-        if push is not None and (device := device_of(push)):
-            event = push.get("event") or {}
-            labels = push.get("labels") if isinstance(push.get("labels"), dict) else {}
-            last = {"eventType": event.get("eventType"), "eventId": event.get("eventId"), "at": now,
-                    "name": (labels or {}).get("name", ""), "destination": destination}  # fmt: skip
-            pipe.hset(status.DEVICES_KEY, device, json.dumps(last))
-    else:
-        pipe.hset(health, mapping={"last_error": repr(now), "last_error_reason": reason})
+    pipe.hset(metrics.HEALTH_PREFIX + destination, mapping={"last_error": repr(now), "last_error_reason": reason})
     with contextlib.suppress(RedisError):
         pipe.execute()
 

@@ -170,13 +170,13 @@ class Mapping:
         return self.spot.get(event_type) or SpotRule(skip=f"{event_type} is not in the mapping")
 
 
-def load_mapping(path: Path | None = None) -> Mapping:
-    """Read and validate the mapping at ``path`` (default: the shipped file).
+def load_mapping(path: Path | str | None = None) -> Mapping:
+    """Read and validate the mapping at ``path`` (default, also for "": the shipped file).
 
     Raises:
         MappingError: the file is unreadable or invalid.
     """
-    path = path or DEFAULT_MAPPING_PATH
+    path = Path(path) if path else DEFAULT_MAPPING_PATH
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import email.utils
 import os
 import urllib.request
 from collections.abc import Mapping, Sequence
@@ -22,6 +21,7 @@ import orjson
 import requests
 
 from connector.config import DEFAULT_RETRY_SCHEDULE_S
+from connector.retry_after import parse_retry_after
 
 DEFAULT_SCHEDULE_S = DEFAULT_RETRY_SCHEDULE_S
 """Waits before retries (``RETRY_SCHEDULE_S`` overrides): about 14.9 h in all, beyond DT's 12 h."""
@@ -65,22 +65,6 @@ def classify(status: int, headers: Mapping[str, str], excerpt: str, *, now: floa
     if 300 <= status < 400:
         return Outcome("failed", "unexpected-redirect", status, excerpt=excerpt[:EXCERPT_CHARS])
     return Outcome("failed", f"http-{status}", status, excerpt=excerpt[:EXCERPT_CHARS])
-
-
-def parse_retry_after(value: str | None, *, now: float) -> float | None:
-    """Seconds to wait from a ``Retry-After`` value (delta-seconds or HTTP-date). Pure."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        return None
-    return max(0.0, when.timestamp() - now)
 
 
 def retry_delay_s(

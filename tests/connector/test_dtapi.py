@@ -151,3 +151,18 @@ def test_redacted_hides_custom_header_values():
 def test_service_account_email_is_the_issuer(dt: DtStandIn):
     api_for(dt).create_connector({"displayName": "y"})
     assert dt.state.tokens_issued == 1 and EMAIL.endswith("d21s.com")
+
+
+
+def test_429_waits_for_retry_after_in_seconds_or_as_a_date_capped_at_a_minute(dt: DtStandIn):
+    import email.utils
+    import time
+
+    waits: list[float] = []
+    api = DtApi(DtApiSettings.from_env(dt.env()), sleep=waits.append)
+    dt.state.throttle = ["7", email.utils.formatdate(time.time() + 30, usegmt=True)]
+    api.create_connector({"displayName": "x"})
+    assert waits[0] == 7.0 and 28 <= waits[1] <= 31
+    dt.state.throttle = ["3600"]
+    api.get_connector("dc001")
+    assert waits[2] == 60.0

@@ -53,7 +53,7 @@ def test_retry_after_header_any_case():
 
 @pytest.mark.parametrize(
     ("value", "seconds"),
-    [("120", 120.0), ("0", 0.0), ("soon", None), ("", None), (None, None), ("-5", None)],
+    [("120", 120.0), ("0", 0.0), ("soon", None), ("", None), (None, None), ("-5", None), ("²", None)],
 )
 def test_parse_retry_after_seconds(value, seconds):
     assert parse_retry_after(value, now=NOW) == seconds
