@@ -154,10 +154,7 @@ class Backfill:
             if self._out is not None:
                 print(f"backfill: resuming the interrupted run over {self._start} to {self._end}", file=self._out)
         else:
-            with self._redis.pipeline(transaction=True) as pipe:
-                pipe.hset(self.checkpoint_key, mapping={"start": self._start, "end": self._end})
-                pipe.expire(self.checkpoint_key, CHECKPOINT_TTL_S)
-                pipe.execute()
+            self._checkpoint({"start": self._start, "end": self._end})
         devices = [d for d in self._api.devices() if self._wanted(d)]
         for number, device in enumerate(devices, start=1):
             device_id = split_device_name(str(device.get("name", "")))[1]
@@ -171,19 +168,25 @@ class Backfill:
                 for event in events:
                     self._queue(event, device, report)
                 token = next_token
-                with self._redis.pipeline(transaction=True) as pipe:
-                    if token:
-                        pipe.hset(self.checkpoint_key, f"page:{device_id}", token)
-                    else:
-                        pipe.hset(self.checkpoint_key, f"done:{device_id}", "1")
-                        pipe.hdel(self.checkpoint_key, f"page:{device_id}")
-                    pipe.expire(self.checkpoint_key, CHECKPOINT_TTL_S)
-                    pipe.execute()
+                if token:
+                    self._checkpoint({f"page:{device_id}": token})
+                else:
+                    self._checkpoint({f"done:{device_id}": "1"}, drop=f"page:{device_id}")
                 self._progress(number, len(devices), device_id, report)
                 if not token:
                     break
         self._redis.delete(self.checkpoint_key)
         return report
+
+    def _checkpoint(self, fields: dict[str, str], *, drop: str | None = None) -> None:
+        """Record progress atomically, and keep the checkpoint for ``CHECKPOINT_TTL_S`` from now."""
+        with self._redis.pipeline(transaction=True) as pipe:
+            for name, value in fields.items():
+                pipe.hset(self.checkpoint_key, name, value)
+            if drop:
+                pipe.hdel(self.checkpoint_key, drop)
+            pipe.expire(self.checkpoint_key, CHECKPOINT_TTL_S)
+            pipe.execute()
 
     def _wanted(self, device: dict[str, Any]) -> bool:
         return self._device_id is None or split_device_name(str(device.get("name", "")))[1] == self._device_id

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from connector.config import DtApiSettings, Settings
 from connector.dtapi import DtApi, DtApiError
 from connector.errors import ConfigError
-from connector.simulate import EVENT_TYPES
+from connector.events import DT_EVENT_TYPES
 
 if TYPE_CHECKING:
     from workers.mapping import Mapping as WorkerMapping
@@ -108,11 +108,11 @@ def run_send_test_event(args: argparse.Namespace, environ: Mapping[str, str]) ->
 
 def _event_types(text: str) -> list[str]:
     if text == "all":
-        return list(EVENT_TYPES)
+        return list(DT_EVENT_TYPES)
     types = [t.strip() for t in text.split(",") if t.strip()]
-    unknown = [t for t in types if t not in EVENT_TYPES]
+    unknown = [t for t in types if t not in DT_EVENT_TYPES]
     if unknown or not types:
-        raise ConfigError(f"--type: unknown event type(s) {unknown}; known: all, {', '.join(EVENT_TYPES)}")
+        raise ConfigError(f"--type: unknown event type(s) {unknown}; known: all, {', '.join(DT_EVENT_TYPES)}")
     return types
 
 
@@ -225,7 +225,7 @@ def _event_filter(text: str | None, environ: Mapping[str, str]) -> list[str]:
         mapping = _mapping(environ)
         forwarded = {t for t, rule in mapping.moost.items() if rule.skip is None}
         forwarded |= {t for t, rule in mapping.spot.items() if rule.skip is None and rule.event_type_id}
-        return [t for t in EVENT_TYPES if t in forwarded]
+        return [t for t in DT_EVENT_TYPES if t in forwarded]
     return _event_types(text)
 
 

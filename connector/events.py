@@ -20,6 +20,33 @@ MAX_EVENT_ID_LENGTH = 256
 """DT event ids are ~20 characters; a much longer one is not a DT id."""
 
 
+DT_EVENT_DEVICE_TYPES: dict[str, str] = {
+    "touch": "touch",
+    "temperature": "temperature",
+    "objectPresent": "proximity",
+    "humidity": "humidity",
+    "objectPresentCount": "proximityCounter",
+    "touchCount": "touchCounter",
+    "waterPresent": "waterDetector",
+    "co2": "co2",
+    "pressure": "co2",
+    "motion": "motion",
+    "deskOccupancy": "deskOccupancy",
+    "contact": "contact",
+    "probeWireStatus": "temperature",
+    "networkStatus": "temperature",
+    "batteryStatus": "temperature",
+    "labelsChanged": "temperature",
+    "connectionStatus": "ccon",
+    "ethernetStatus": "ccon",
+    "cellularStatus": "ccon",
+}
+"""Every event type a DT Data Connector can push (DT's event docs; 19 types), with the device
+type that emits it."""
+
+DT_EVENT_TYPES = tuple(DT_EVENT_DEVICE_TYPES)
+
+
 @dataclass(frozen=True, slots=True)
 class Push:
     """The fields of a push the receive path acts on."""

@@ -13,7 +13,7 @@ import json
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -39,6 +39,16 @@ class SendReport:
     answers: dict[str, int] = field(default_factory=dict)
     gave_up: list[str] = field(default_factory=list)
 
+    def add(self, other: SendReport) -> None:
+        """Fold ``other`` (e.g. another sender thread's report) into this one."""
+        self.sent += other.sent
+        self.duplicates_sent += other.duplicates_sent
+        self.attempts += other.attempts
+        self.acknowledged |= other.acknowledged
+        for status, count in other.answers.items():
+            self.answers[status] = self.answers.get(status, 0) + count
+        self.gave_up += other.gave_up
+
 
 @dataclass
 class DtSimulator:
@@ -59,12 +69,19 @@ class DtSimulator:
         return f"DtSimulator(url={self.url!r}, hs256={self.secret is not None}, es256={self.signer is not None})"
 
     def run(self, event_types: Sequence[str], *, count: int, duplicate_rate: float = 0.0) -> SendReport:
-        """Send ``count`` events (cycling through ``event_types``), some twice."""
+        """Send ``count`` new events (cycling through ``event_types``), some twice."""
         fleet = Fleet.create(self.rng)
+        bodies = (
+            build_push(event_types[n % len(event_types)], fleet=fleet, event_id=xid(self.rng), now=self.clock(),
+                       rng=self.rng)
+            for n in range(count)
+        )  # fmt: skip
+        return self.send(bodies, duplicate_rate=duplicate_rate)
+
+    def send(self, bodies: Iterable[bytes], *, duplicate_rate: float = 0.0) -> SendReport:
+        """Deliver each body as DT would, delivering a ``duplicate_rate`` share of them twice."""
         report = SendReport()
-        for n in range(count):
-            event_type = event_types[n % len(event_types)]
-            body = build_push(event_type, fleet=fleet, event_id=xid(self.rng), now=self.clock(), rng=self.rng)
+        for body in bodies:
             self.deliver(body, report)
             report.sent += 1
             if self.rng.random() < duplicate_rate:

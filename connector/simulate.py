@@ -25,30 +25,7 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
 
-DEVICE_TYPES: dict[str, str] = {
-    "touch": "touch",
-    "temperature": "temperature",
-    "objectPresent": "proximity",
-    "humidity": "humidity",
-    "objectPresentCount": "proximityCounter",
-    "touchCount": "touchCounter",
-    "waterPresent": "waterDetector",
-    "co2": "co2",
-    "pressure": "co2",
-    "motion": "motion",
-    "deskOccupancy": "deskOccupancy",
-    "contact": "contact",
-    "probeWireStatus": "temperature",
-    "networkStatus": "temperature",
-    "batteryStatus": "temperature",
-    "labelsChanged": "temperature",
-    "connectionStatus": "ccon",
-    "ethernetStatus": "ccon",
-    "cellularStatus": "ccon",
-}
-"""Every DT event type, with the device type that emits it."""
-
-EVENT_TYPES = tuple(DEVICE_TYPES)
+from connector.events import DT_EVENT_DEVICE_TYPES, DT_EVENT_TYPES
 
 HS_TOKEN_LIFETIME_S = 3600
 ES_TOKEN_LIFETIME_S = 300
@@ -143,10 +120,10 @@ class Fleet:
 
     @classmethod
     def create(cls, rng: random.Random, *, building: str = "site-42") -> Fleet:
-        devices = {event_type: xid(rng) for event_type in EVENT_TYPES}
+        devices = {event_type: xid(rng) for event_type in DT_EVENT_TYPES}
         labels = {
-            event_type: {"name": f"Test {DEVICE_TYPES[event_type]} {n + 1}", "moost_building": building}
-            for n, event_type in enumerate(EVENT_TYPES)
+            event_type: {"name": f"Test {DT_EVENT_DEVICE_TYPES[event_type]} {n + 1}", "moost_building": building}
+            for n, event_type in enumerate(DT_EVENT_TYPES)
         }
         return cls(project_id=xid(rng), devices=devices, labels=labels)
 
@@ -154,7 +131,7 @@ class Fleet:
 def build_push(event_type: str, *, fleet: Fleet, event_id: str, now: float, rng: random.Random) -> bytes:
     """The compact JSON body DT would push for a new ``event_type`` event at ``now``."""
     if event_type not in DATA_BUILDERS:
-        raise ValueError(f"unknown DT event type {event_type!r} (known: {', '.join(EVENT_TYPES)})")
+        raise ValueError(f"unknown DT event type {event_type!r} (known: {', '.join(DT_EVENT_TYPES)})")
     at = rfc3339(now)
     device = fleet.devices[event_type]
     doc = {
@@ -169,7 +146,7 @@ def build_push(event_type: str, *, fleet: Fleet, event_id: str, now: float, rng:
         "metadata": {
             "deviceId": device,
             "projectId": fleet.project_id,
-            "deviceType": DEVICE_TYPES[event_type],
+            "deviceType": DT_EVENT_DEVICE_TYPES[event_type],
             "productNumber": "",  # as for DT's emulated devices
         },
     }

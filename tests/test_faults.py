@@ -23,6 +23,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -92,24 +93,18 @@ def test_nothing_is_lost_under_faults(tmp_path: Path):
                 for n in range(EVENTS)
             ]
 
+            def counted(share: list[bytes]) -> Iterator[bytes]:
+                for body in share:
+                    yield body
+                    with lock:
+                        sent[0] += 1  # resumed for the next body: this one and its redelivery are done
+
             def send(share: list[bytes], seed: int) -> None:
-                local = SendReport()
                 simulator = DtSimulator(f"{base}/dt/events", secret=SECRET, rng=random.Random(seed),
                                         retry_for_s=300, sleep=lambda s: time.sleep(min(s, 1.0)))  # fmt: skip
-                for body in share:
-                    simulator.deliver(body, local)
-                    if simulator.rng.random() < DUPLICATE_RATE:
-                        simulator.deliver(body, local, duplicate=True)
-                        local.duplicates_sent += 1
-                    with lock:
-                        sent[0] += 1
+                local = simulator.send(counted(share), duplicate_rate=DUPLICATE_RATE)
                 with lock:
-                    report.attempts += local.attempts
-                    report.duplicates_sent += local.duplicates_sent
-                    report.acknowledged |= local.acknowledged
-                    report.gave_up += local.gave_up
-                    for status, n in local.answers.items():
-                        report.answers[status] = report.answers.get(status, 0) + n
+                    report.add(local)
 
             senders = [
                 threading.Thread(target=send, args=(bodies[i::SENDER_THREADS], i)) for i in range(SENDER_THREADS)

@@ -37,29 +37,6 @@ Extractor = Callable[[dict[str, Any], str], list[Reading]]
 EXTRACTORS: dict[str, Extractor] = {}
 """DT event type → extractor(data, event timestamp) → readings."""
 
-ALL_DT_EVENT_TYPES = (
-    "touch",
-    "temperature",
-    "objectPresent",
-    "humidity",
-    "objectPresentCount",
-    "touchCount",
-    "waterPresent",
-    "co2",
-    "pressure",
-    "motion",
-    "deskOccupancy",
-    "contact",
-    "probeWireStatus",
-    "networkStatus",
-    "batteryStatus",
-    "labelsChanged",
-    "connectionStatus",
-    "ethernetStatus",
-    "cellularStatus",
-)
-"""Every event type a DT Data Connector can push (DT event docs; 19 types)."""
-
 
 def extracts(event_type: str) -> Callable[[Extractor], Extractor]:
     """Register the decorated function as the extractor for ``event_type``."""

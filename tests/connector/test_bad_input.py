@@ -20,12 +20,11 @@ from hypothesis import strategies as st
 from redis import Redis
 
 from connector.errors import RejectedPush
-from connector.events import parse_push
+from connector.events import DT_EVENT_TYPES, parse_push
 from connector.signature import VerificationPolicy, verify_push
 from tests.conftest import SECRET, dt_body, queued_ids, sign
 from tests.workers.samples import push_of
 from workers.mapping import load_mapping
-from workers.readings import ALL_DT_EVENT_TYPES
 from workers.translate import InvalidEvent, Skipped, to_moost, to_spot
 
 NOW = time.time()
@@ -234,7 +233,7 @@ def test_parsing_any_json_only_raises_its_own_errors(doc: Any):
 
 
 @PROPERTY
-@given(event_type=st.sampled_from(ALL_DT_EVENT_TYPES), data=json_values, labels=st.dictionaries(st.text(), st.text()))
+@given(event_type=st.sampled_from(DT_EVENT_TYPES), data=json_values, labels=st.dictionaries(st.text(), st.text()))
 def test_translation_of_mangled_events_only_raises_its_own_errors(event_type: str, data: Any, labels: Any):
     push = push_of(event_type, data=data if isinstance(data, dict) else {event_type: data}, labels=labels)
     translators: list[Callable[[], Any]] = [

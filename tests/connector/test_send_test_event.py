@@ -16,11 +16,11 @@ from rq import Queue, SimpleWorker
 from rq.serializers import JSONSerializer
 
 from connector.embedded_redis import free_port
-from connector.events import parse_push
+from connector.events import DT_EVENT_TYPES, parse_push
 from connector.jwks import JwksKeyStore
 from connector.send_test import DtSimulator, LocalIdentity, SendReport
 from connector.signature import VerificationPolicy, verify_push
-from connector.simulate import EVENT_TYPES, Fleet, build_push, sign_hs256
+from connector.simulate import Fleet, build_push, sign_hs256
 from tests.conftest import SECRET, queued_ids
 from tests.connector.test_server import gunicorn
 from tests.standins import Reply, StandIn
@@ -29,7 +29,7 @@ from workers.readings import readings_of
 NOW = 1_790_000_000.0
 
 
-@pytest.mark.parametrize("event_type", EVENT_TYPES)
+@pytest.mark.parametrize("event_type", DT_EVENT_TYPES)
 def test_every_type_is_a_push_the_receiver_verifies_and_the_workers_read(event_type):
     rng = random.Random(1)
     body = build_push(event_type, fleet=Fleet.create(rng), event_id="evt" + event_type, now=NOW, rng=rng)
@@ -108,7 +108,7 @@ def test_every_type_delivered_end_to_end_with_duplicates(redis: Redis, redis_ser
     with caplog.at_level(logging.INFO, logger="workers"):
         SimpleWorker([queue], connection=redis, serializer=JSONSerializer).work(burst=True, logging_level="ERROR")
     forwarded = [json.loads(r.getMessage()) for r in caplog.records if '"log":"forward"' in r.getMessage()]
-    assert sorted(f["eventType"] for f in forwarded) == sorted(EVENT_TYPES)
+    assert sorted(f["eventType"] for f in forwarded) == sorted(DT_EVENT_TYPES)
 
 
 @pytest.mark.slow

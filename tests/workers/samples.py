@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from connector.simulate import DEVICE_TYPES
+from connector.events import DT_EVENT_DEVICE_TYPES
 
 UPDATE = "2024-05-29T10:34:03.970415Z"
 PROJECT = "c0md3mm0c7pet3cfe9f0"
@@ -63,7 +63,6 @@ DATA: dict[str, dict[str, Any]] = {
     "cellularStatus": {"cellularStatus": {"signalStrength": 80, "errors": [], "updateTime": UPDATE}},
 }
 
-DEVICE_TYPE = DEVICE_TYPES  # which device type emits each event type (a fact table, shared)
 
 
 def push_of(
@@ -87,7 +86,7 @@ def push_of(
         "metadata": {
             "deviceId": device_id,
             "projectId": PROJECT,
-            "deviceType": DEVICE_TYPE[event_type],
+            "deviceType": DT_EVENT_DEVICE_TYPES[event_type],
             "productNumber": "102150",
         },
     }

@@ -7,12 +7,13 @@ from dataclasses import replace
 
 import pytest
 
+from connector.events import DT_EVENT_TYPES
 from tests.workers.samples import DATA, PROJECT, push_of
 from workers import mapping as mapping_module
 from workers import readings as readings_module
 from workers import translate as translate_module
 from workers.mapping import MappingError, SpotRule, load_mapping, parse_mapping
-from workers.readings import ALL_DT_EVENT_TYPES, VALUE_NAMES, readings_of
+from workers.readings import VALUE_NAMES, readings_of
 from workers.translate import InvalidEvent, Skipped, epoch_seconds, rfc3339_millis, to_moost, to_spot
 
 CUSTOMER = "656730be2bc9719e6e5ed51d"
@@ -27,7 +28,7 @@ def with_spot_ids(mapping=MAPPING):
 
 
 class TestReadings:
-    @pytest.mark.parametrize("event_type", ALL_DT_EVENT_TYPES)
+    @pytest.mark.parametrize("event_type", DT_EVENT_TYPES)
     def test_every_type_reads_its_documented_fields(self, event_type):
         readings = readings_of(push_of(event_type)["event"])
         assert len(readings) == 1
@@ -124,7 +125,7 @@ class TestMoost:
         assert batch.historical is True
         assert [(e["timestamp"], e["value"]) for e in batch.events] == [(1716978600, 20.0), (1716977700, 19.5)]
 
-    @pytest.mark.parametrize("event_type", ALL_DT_EVENT_TYPES)
+    @pytest.mark.parametrize("event_type", DT_EVENT_TYPES)
     def test_every_type_has_an_explicit_fate(self, event_type):
         try:
             batch = to_moost(push_of(event_type), MAPPING, customer_id=CUSTOMER)
@@ -194,7 +195,7 @@ class TestSpot:
         assert body["attributes"]["state"] == "OPEN"
         assert body["duration"] == 10000
 
-    @pytest.mark.parametrize("event_type", ALL_DT_EVENT_TYPES)
+    @pytest.mark.parametrize("event_type", DT_EVENT_TYPES)
     def test_every_type_has_an_explicit_fate(self, event_type):
         try:
             bodies = to_spot(push_of(event_type), self.mapping)
@@ -261,7 +262,7 @@ class TestTimes:
 
 class TestMapping:
     def test_default_mapping_gives_every_dt_type_an_explicit_fate_for_both_destinations(self):
-        assert set(MAPPING.moost) == set(ALL_DT_EVENT_TYPES) == set(MAPPING.spot)
+        assert set(MAPPING.moost) == set(DT_EVENT_TYPES) == set(MAPPING.spot)
         assert MAPPING.building_label == "moost_building"
 
     @pytest.mark.parametrize(
