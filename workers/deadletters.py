@@ -77,26 +77,39 @@ def list_dead(
     until: float | None = None,
     limit: int = 1000,
 ) -> list[DeadLetter]:
-    """Dead letters, oldest first, filtered."""
-    keys = redis.zrangebyscore(INDEX_KEY, "-inf" if since is None else since, "+inf" if until is None else until)
-    found = []
-    for raw in keys:
-        letter = get(redis, raw.decode() if isinstance(raw, bytes) else str(raw))
-        if letter is None:
-            continue
-        if destination and letter.destination != destination:
-            continue
-        if event_type and letter.event_type != event_type:
-            continue
-        found.append(letter)
-        if len(found) >= limit:
-            break
+    """Dead letters, oldest first, filtered. Read in pipelined batches, not one round trip each."""
+    index = redis.zrangebyscore(INDEX_KEY, "-inf" if since is None else since, "+inf" if until is None else until)
+    keys = [raw.decode() if isinstance(raw, bytes) else str(raw) for raw in index]
+    found: list[DeadLetter] = []
+    for start in range(0, len(keys), _BATCH):
+        batch = keys[start : start + _BATCH]
+        pipe = redis.pipeline(transaction=False)
+        for key in batch:
+            pipe.hgetall(PREFIX + key)
+        for key, raw in zip(batch, pipe.execute(), strict=True):
+            letter = _letter(key, raw)
+            if letter is None:
+                continue
+            if destination and letter.destination != destination:
+                continue
+            if event_type and letter.event_type != event_type:
+                continue
+            found.append(letter)
+            if len(found) >= limit:
+                return found
     return found
+
+
+_BATCH = 200
 
 
 def get(redis: Redis, key: str) -> DeadLetter | None:
     """One dead letter, or None when it expired or was replayed."""
-    raw: dict[bytes, bytes] = redis.hgetall(PREFIX + key)  # type: ignore[assignment]
+    return _letter(key, redis.hgetall(PREFIX + key))  # type: ignore[arg-type]
+
+
+def _letter(key: str, raw: dict[bytes, bytes]) -> DeadLetter | None:
+    """A dead letter from its stored hash (empty: gone)."""
     if not raw:
         return None
     fields = {k.decode(): v.decode() for k, v in raw.items()}
