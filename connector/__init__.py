@@ -12,7 +12,7 @@ from flask import Flask, Response
 from redis import Redis
 from werkzeug.exceptions import HTTPException
 
-from connector.config import Settings
+from connector.config import WEB_REDIS_CONNECTIONS, Settings
 from connector.enqueue import Enqueuer
 from connector.jwks import JwksKeyStore
 from connector.logs import AccessLog
@@ -35,6 +35,11 @@ class Receiver:
     redis: Redis
     enqueuer: Enqueuer
     access_log: AccessLog
+
+
+def web_redis_connections(settings: Settings) -> int:
+    """The most Redis connections one web process opens."""
+    return min(settings.web_threads, WEB_REDIS_CONNECTIONS)
 
 
 def build_policy(settings: Settings, *, key_store: JwksKeyStore | None = None) -> VerificationPolicy:
@@ -78,7 +83,15 @@ def create_app(
     settings = settings or Settings.from_env()
     if configure_logs:
         configure_logging()
-    redis = connect(settings.redis_url, timeout_s=settings.redis_timeout_s, tls_verify=settings.redis_tls_verify)
+    # A bounded pool: the web dyno's share of the Redis plan's connection limit is
+    # WEB_CONCURRENCY x min(GUNICORN_THREADS, WEB_REDIS_CONNECTIONS), whatever the load.
+    redis = connect(
+        settings.redis_url,
+        timeout_s=settings.redis_timeout_s,
+        tls_verify=settings.redis_tls_verify,
+        max_connections=web_redis_connections(settings),
+        client_name="dt-web",
+    )
     enqueuer = build_enqueuer(settings, redis)
     app = Flask(__name__)
     # One byte over the limit: Werkzeug silently truncates a chunked body at this length,

@@ -2,6 +2,7 @@
 
 * ``dt-connector dev``: the whole stack in the foreground — Redis (``REDIS_URL`` or an
   embedded server), the web app under gunicorn and a worker — until Ctrl-C.
+* ``dt-connector web``: the web process (Procfile ``web:``): checks the configuration, then gunicorn.
 * ``dt-connector worker``: the worker process (Procfile ``worker:``).
 * ``dt-connector check-config``: validate the environment and print a secret-free summary.
 * ``dt-connector failed list|show|replay``: dead-lettered deliveries.
@@ -19,8 +20,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import requests
 
@@ -29,8 +32,11 @@ from connector.embedded_redis import EmbeddedRedis
 from connector.errors import ConfigError
 from connector.ngrok import NgrokError
 
+if TYPE_CHECKING:
+    from workers.mapping import Mapping as WorkerMapping
+
 GUNICORN_CONFIG = "python:connector.gunicorn_config"
-"""The Procfile's gunicorn settings (``gunicorn.conf.py`` loads the same module)."""
+"""The web process's gunicorn settings."""
 
 STATE_DIR = Path(".dt-connector")
 """Per-checkout development state (embedded Redis data, generated dev secret); gitignored."""
@@ -44,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     dev.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback only)")
     dev.add_argument("--state-dir", type=Path, default=STATE_DIR)
     dev.add_argument("--ngrok", action="store_true", help="expose the receiver through an ngrok https tunnel")
+    web = commands.add_parser("web", help="check the configuration, then serve pushes with gunicorn (Procfile web:)")
+    web.add_argument("--bind", help="address to listen on (default: all interfaces, port $PORT or 5000)")
     worker = commands.add_parser("worker", help="run the RQ worker (Procfile worker:)")
     worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
     commands.add_parser("check-config", help="validate configuration from the environment")
@@ -66,11 +74,14 @@ def main(argv: list[str] | None = None) -> int:
                 "backfill": user_commands.run_backfill,
             }[args.command]
             return run(args, os.environ)
+        if args.command == "web":
+            checked_settings(os.environ)
+            command = web_command(args.bind)
+            os.execv(command[0], command)  # noqa: S606  # gunicorn becomes this process: Heroku signals it directly
         if args.command == "worker":
             from workers.worker import run_worker
 
-            run_worker(Settings.from_env(), burst=args.burst)
-            return 0
+            return run_worker(checked_settings(os.environ), burst=args.burst)
         if args.command == "failed":
             from workers.failed_cli import run as run_failed
 
@@ -84,19 +95,36 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def checked_settings(environ: Mapping[str, str]) -> Settings:
+    """The settings, once they and the mapping they name are valid (what web and worker start with).
+
+    Raises:
+        ConfigError: naming the variable or mapping key at fault (check-config's message).
+    """
+    return _checked(environ)[0]
+
+
+def _checked(environ: Mapping[str, str]) -> tuple[Settings, WorkerMapping]:
+    from workers.mapping import MappingError, load_mapping
+
+    settings = Settings.from_env(environ)
+    try:
+        mapping = load_mapping(settings.mapping_path)
+    except MappingError as exc:
+        raise ConfigError(f"CONNECTOR_MAPPING: {exc}") from None
+    return settings, mapping
+
+
 def check_config() -> int:
     """Validate settings and the mapping (Procfile ``release:``); print a secret-free summary.
 
     Raises:
         ConfigError: naming the variable or mapping key at fault.
     """
-    from workers.mapping import MappingError, load_mapping
+    from connector import web_redis_connections
+    from workers.worker import WORK_CONNECTIONS, redis_connections_per_dyno
 
-    settings = Settings.from_env()
-    try:
-        mapping = load_mapping(settings.mapping_path)
-    except MappingError as exc:
-        raise ConfigError(f"CONNECTOR_MAPPING: {exc}") from None
+    settings, mapping = _checked(os.environ)
     print(f"configuration OK: {settings!r}")
     print(f"verifying: {settings.verification_summary}")
     print(f"mapping: version {mapping.version}, {len(mapping.moost)} MOOST and {len(mapping.spot)} Spot AI rules")
@@ -104,6 +132,14 @@ def check_config() -> int:
     print(f"delivery retries: {len(settings.retry_schedule_s)}, spanning {span_h:.1f} h")
     if span_h < 12:
         print("warning: RETRY_SCHEDULE_S gives up within DT's 12 h redelivery window", file=sys.stderr)
+    web_processes = int(os.environ.get("WEB_CONCURRENCY", "2"))
+    per_process = web_redis_connections(settings)
+    web, worker = web_processes * per_process, redis_connections_per_dyno(settings)
+    print(
+        f"Redis connections at most: {web} per web dyno (WEB_CONCURRENCY {web_processes} x {per_process}), "
+        f"{worker} per worker dyno (WORKER_PROCESSES {settings.worker_processes} x (1 + {WORK_CONNECTIONS})); "
+        f"{web + worker} for one of each (Heroku Key-Value Store mini allows 20)"
+    )
     return 0
 
 
@@ -111,7 +147,8 @@ def run_dev(*, port: int, host: str, state_dir: Path, ngrok: bool = False) -> in
     """Run the local stack in the foreground; returns the exit status."""
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"
-    env.setdefault("WORKER_PROCESSES", "2")  # a laptop needs no 20-process pool
+    env.setdefault("WORKER_PROCESSES", "1")  # a laptop needs one process of a few job threads
+    env.setdefault("WORKER_THREADS", "4")
     if ngrok:
         from connector.ngrok import find_binary
 
@@ -126,7 +163,7 @@ def run_dev(*, port: int, host: str, state_dir: Path, ngrok: bool = False) -> in
         env["DT_SIGNATURE_SECRET"] = secret_file.read_text().strip()
         print(f"dt-connector dev: no DT_SIGNATURE_SECRET set; using the development secret in {secret_file}")
     try:
-        Settings.from_env(env)  # fail here, with the variable's name, not in a child
+        checked_settings(env)  # fail here, with the variable's name, not in a child
     except ConfigError:
         if redis:
             redis.stop()
@@ -197,9 +234,9 @@ def _start_tunnel(port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
     return agent
 
 
-def web_command(bind: str, app: str = "connector:create_app()") -> list[str]:
-    """The web process as the Procfile runs it (same gunicorn settings), bound to ``bind``."""
-    return [sys.executable, "-m", "gunicorn", "-c", GUNICORN_CONFIG, "--bind", bind, app]
+def web_command(bind: str | None, app: str = "connector:create_app()") -> list[str]:
+    """gunicorn as the web process runs it (same settings), bound to ``bind`` (None: ``$PORT``)."""
+    return [sys.executable, "-m", "gunicorn", "-c", GUNICORN_CONFIG, *(["--bind", bind] if bind else []), app]
 
 
 def _dev_secret(state_dir: Path) -> Path:

@@ -13,7 +13,8 @@ through. (A ``SET NX`` followed by an enqueue has that window; putting both in o
 MULTI does not help because MULTI is not conditional.) Redis does not roll a script
 back when a command in it fails, so the writes run under ``pcall`` and any failure
 deletes the claim before the error is returned: the redelivery is queued again — a
-possible duplicate job, never a lost event. Workers send the eventId downstream as an
+possible duplicate job, never a lost event. (The jobs queued before the failure are still
+counted in the job ledger, so the accounting stays exact.) Workers send the eventId downstream as an
 idempotency key for that case.
 """
 
@@ -28,12 +29,14 @@ from redis.exceptions import NoScriptError, RedisError
 
 from connector.errors import QueueUnavailable
 from connector.rqjob import (
+    JOB_LEDGER,
     JOB_PREFIX,
     PUSH_COUNTERS,
     QUEUE_PREFIX,
     QUEUES_SET,
     SEEN_PREFIX,
     JobTemplate,
+    job_description,
     job_id,
     job_payload,
     rq_timestamp,
@@ -42,31 +45,34 @@ from connector.rqjob import (
 # The job fields that never vary (timeout, TTLs, status, origin, ...) are baked into the
 # script text as literals at start-up, so each push sends only what differs: redis-py's
 # argument packing, not Redis, was the largest cost when they travelled as ARGV.
-# KEYS: 1 marker, 2 queue list, 3 push counters (metrics), 4.. one job hash per destination
-# ARGV: 1 marker TTL, 2 RQ timestamp, then per job: id, data
-# (No RQ 'description': the job id, '<destination>-<eventId>', already says it all.)
-# The counters ride along in the same call: metrics cost the push path no round trip.
+# KEYS: 1 marker, 2 queue list, 3 push counters (metrics), 4 job ledger, 5.. one job hash per destination
+# ARGV: 1 marker TTL, 2 RQ timestamp, then per job: id, data, description
+# The counters ride along in the same call: metrics cost the push path no round trip, and the
+# ledger's ``created`` moves in the same atomic step as the jobs it counts.
 _SCRIPT_TEMPLATE = """
 if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
   redis.call('HINCRBY', KEYS[3], 'duplicate', 1)
   return 0
 end
 local pos = 3
-for k = 4, #KEYS do
-  local reply = redis.pcall('HSET', KEYS[k], 'data', ARGV[pos + 1],
+for k = 5, #KEYS do
+  local reply = redis.pcall('HSET', KEYS[k], 'data', ARGV[pos + 1], 'description', ARGV[pos + 2],
                             'created_at', ARGV[2], 'enqueued_at', ARGV[2]{static_fields})
   if type(reply) == 'table' and reply.err then
     redis.call('DEL', KEYS[1])
+    redis.call('HINCRBY', KEYS[4], 'created', k - 5)
     return reply
   end
   reply = redis.pcall('RPUSH', KEYS[2], ARGV[pos])
   if type(reply) == 'table' and reply.err then
     redis.call('DEL', KEYS[1])
+    redis.call('HINCRBY', KEYS[4], 'created', k - 5)
     return reply
   end
-  pos = pos + 2
+  pos = pos + 3
 end
 redis.call('HINCRBY', KEYS[3], 'accepted', 1)
+redis.call('HINCRBY', KEYS[4], 'created', #KEYS - 4)
 return 1
 """
 
@@ -109,12 +115,13 @@ class Enqueuer:
         self._destinations = tuple(destinations)
         self._registered = False
         # EVALSHA <sha> <numkeys> KEYS... ARGV...: everything constant is encoded once.
-        key_count = 3 + len(self._destinations)
-        arg_count = 3 + key_count + 2 + 2 * len(self._destinations)
+        key_count = 4 + len(self._destinations)
+        arg_count = 3 + key_count + 2 + 3 * len(self._destinations)
         self._head = b"*%d\r\n" % arg_count + b"".join(
             _bulk(part) for part in (b"EVALSHA", self._sha.encode(), str(key_count).encode())
         )
-        self._queue_bulk = _bulk(self._queue_key.encode()) + _bulk(PUSH_COUNTERS.encode())
+        self._queue_bulk = b"".join(_bulk(k.encode()) for k in (self._queue_key, PUSH_COUNTERS, JOB_LEDGER))
+        self._descriptions = {d: _bulk(job_description(d).encode()) for d in self._destinations}
         self._ttl_bulk = _bulk(str(dedupe_ttl_s).encode())
 
     def _send(self, command: bytes) -> Any:
@@ -172,6 +179,7 @@ class Enqueuer:
             parts.append(_bulk(_JOB_PREFIX + jid))
             payloads.append(_bulk(jid))
             payloads.append(_bulk(job_payload(destination, body, received_at, replay=replay)))
+            payloads.append(self._descriptions[destination])
         parts.append(self._ttl_bulk)
         parts.append(_bulk(rq_timestamp(received_at)))
         parts.extend(payloads)

@@ -19,6 +19,11 @@ from connector.errors import MalformedPush
 MAX_EVENT_ID_LENGTH = 256
 """DT event ids are ~20 characters; a much longer one is not a DT id."""
 
+MAX_JSON_DEPTH = 32
+"""Deepest nesting of objects and arrays accepted (the body itself is level 1). DT's pushes nest
+five levels deep. Every JSON reader on the job side handles this with room to spare: orjson stops
+at 1024 levels and the standard library near 990, and the job wraps the body two levels deeper."""
+
 
 DT_EVENT_DEVICE_TYPES: dict[str, str] = {
     "touch": "touch",
@@ -60,8 +65,8 @@ def parse_push(body: bytes) -> Push:
     """Parse and check the envelope of a push body.
 
     Raises:
-        MalformedPush: the body is not strict UTF-8 JSON, not an object, or lacks
-            ``event.eventId`` / ``event.eventType`` as non-empty strings.
+        MalformedPush: the body is not strict UTF-8 JSON, not an object, nests deeper than
+            ``MAX_JSON_DEPTH``, or lacks ``event.eventId`` / ``event.eventType`` as non-empty strings.
     """
     try:
         # orjson: strict RFC 8259 (no NaN/Infinity), UTF-8 only, bounded nesting; ~3x json's speed.
@@ -74,6 +79,9 @@ def parse_push(body: bytes) -> Push:
         raise MalformedPush("not-json", "body is not valid JSON") from None
     if not isinstance(doc, dict):
         raise MalformedPush("not-an-object", "body must be a JSON object")
+    # Counting brackets is C-speed; only a body with more of them than the limit is walked.
+    if body.count(b"{") + body.count(b"[") > MAX_JSON_DEPTH and json_depth(doc) > MAX_JSON_DEPTH:
+        raise MalformedPush("too-deep", f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
     event = doc.get("event")
     if not isinstance(event, dict):
         raise MalformedPush("no-event", "body has no 'event' object")
@@ -87,6 +95,23 @@ def parse_push(body: bytes) -> Push:
         if key in doc and not isinstance(doc[key], dict):
             raise MalformedPush(f"bad-{key}", f"'{key}' must be a JSON object")
     return Push(event_id=event_id, event_type=event_type, device_id=device_of(doc))
+
+
+def json_depth(doc: Any) -> int:
+    """How deeply ``doc`` nests objects and arrays (a scalar is 0, ``{}`` is 1). Pure."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(doc, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children: Any = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def device_of(doc: dict[str, Any]) -> str:

@@ -1,4 +1,4 @@
-"""Gunicorn settings for Heroku (loaded by the top-level ``gunicorn.conf.py``).
+"""Gunicorn settings of the web process (``dt-connector web``, the Procfile's ``web:``).
 
 * binds ``$PORT`` on all interfaces (Heroku's router connects from outside the dyno);
 * ``WEB_CONCURRENCY`` worker processes (Heroku sets it per dyno size), threaded

@@ -13,6 +13,12 @@ Where they are written:
 Gauges (queue depth, oldest queued event, scheduled retries, failed jobs, dead letters) are
 read at scrape time. Every key here is a small hash with a fixed set of fields, so none
 grows with traffic. ``render`` is pure; ``collect`` is the I/O.
+
+Job accounting (``JobAccount``): every job created (``connector.rqjob.JOB_LEDGER``) is either
+settled (delivered, skipped, dead-lettered: counted by the worker in the transaction in which
+RQ files the job) or somewhere in RQ (queued, stranded in the intermediate queue, in progress,
+scheduled, failed). Counters and RQ's structures are read in one MULTI, so the difference,
+``unaccounted``, is exact at that instant: anything but 0 means jobs were lost.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from datetime import UTC, datetime
 from redis import Redis
 
 from connector.redis_conn import reply_text
-from connector.rqjob import JOB_PREFIX, PUSH_COUNTERS, QUEUE_PREFIX
+from connector.rqjob import INTERMEDIATE_SUFFIX, JOB_LEDGER, JOB_PREFIX, PUSH_COUNTERS, QUEUE_PREFIX
 
 DELIVERY_PREFIX = "dt:metrics:delivery:"
 LATENCY_PREFIX = "dt:metrics:latency:"
@@ -45,6 +51,38 @@ def bucket_for(seconds: float) -> str:
     return "+Inf"
 
 
+@dataclass(frozen=True)
+class JobAccount:
+    """Where every job is, at one instant (see the module docstring)."""
+
+    created: int = 0
+    delivered: int = 0
+    skipped: int = 0
+    dead_lettered: int = 0
+    finished: int = 0
+    """Jobs of other functions RQ finished on the connector's queue (normally 0)."""
+    queued: int = 0
+    intermediate: int = 0
+    """Dequeued but not (yet) started: a worker died in between, and maintenance will retry them."""
+    started: int = 0
+    scheduled: int = 0
+    failed: int = 0
+    """In RQ's failed registry: maintenance turns them into dead letters within seconds."""
+
+    @property
+    def settled(self) -> int:
+        return self.delivered + self.skipped + self.dead_lettered + self.finished
+
+    @property
+    def pending(self) -> int:
+        return self.queued + self.intermediate + self.started + self.scheduled + self.failed
+
+    @property
+    def unaccounted(self) -> int:
+        """Jobs created that are neither settled nor anywhere in RQ: lost. Must be 0."""
+        return self.created - self.settled - self.pending
+
+
 @dataclass
 class Snapshot:
     """Everything ``/metrics`` and ``/status`` show, read from Redis at one moment."""
@@ -61,6 +99,7 @@ class Snapshot:
     started: int = 0
     failed: int = 0
     dead_letters: int = 0
+    jobs: JobAccount = field(default_factory=JobAccount)
 
     @property
     def rejected(self) -> dict[tuple[str, str], int]:
@@ -85,9 +124,10 @@ class Snapshot:
 
 
 def collect(redis: Redis, *, queue_name: str, destinations: Sequence[str], now: float) -> Snapshot:
-    """Read a ``Snapshot`` (two round trips: one pipeline, then the oldest job's time)."""
+    """Read a ``Snapshot`` (two round trips: one MULTI, so all of it is one instant, then the
+    oldest job's time)."""
     queue_key = f"{QUEUE_PREFIX}{queue_name}"
-    pipe = redis.pipeline(transaction=False)
+    pipe = redis.pipeline(transaction=True)
     pipe.hgetall(PUSH_COUNTERS)
     for destination in destinations:
         pipe.hgetall(DELIVERY_PREFIX + destination)
@@ -100,6 +140,8 @@ def collect(redis: Redis, *, queue_name: str, destinations: Sequence[str], now: 
     pipe.zcard(f"rq:wip:{queue_name}")
     pipe.zcard(f"rq:failed:{queue_name}")
     pipe.zcard(DEAD_LETTERS)
+    pipe.hgetall(JOB_LEDGER)
+    pipe.llen(queue_key + INTERMEDIATE_SUFFIX)
     replies = pipe.execute()
     snap = Snapshot(queue=queue_name, pushes=_ints(replies[0]))
     at = 1
@@ -109,8 +151,21 @@ def collect(redis: Redis, *, queue_name: str, destinations: Sequence[str], now: 
         snap.latency[destination] = _floats(replies[at + 2])
         snap.health[destination] = _floats(replies[at + 3])
         at += 4
-    depth, oldest_id, snap.scheduled, snap.started, snap.failed, snap.dead_letters = replies[at:]
+    depth, oldest_id, snap.scheduled, snap.started, snap.failed, snap.dead_letters, ledger, stranded = replies[at:]
     snap.queue_depth = int(depth)
+    counts = _ints(ledger)
+    snap.jobs = JobAccount(
+        created=counts.get("created", 0),
+        delivered=counts.get("delivered", 0),
+        skipped=counts.get("skipped", 0),
+        dead_lettered=counts.get("dead_lettered", 0),
+        finished=counts.get("finished", 0),
+        queued=snap.queue_depth,
+        intermediate=int(stranded),
+        started=snap.started,
+        scheduled=snap.scheduled,
+        failed=snap.failed,
+    )
     if oldest_id:
         enqueued = redis.hget(JOB_PREFIX + reply_text(oldest_id), "enqueued_at")
         if enqueued:
@@ -154,6 +209,19 @@ def render(snap: Snapshot, *, destinations: Sequence[str]) -> str:
     family("jobs_in_progress", "gauge", "Jobs being worked on.", [({"queue": snap.queue}, snap.started)])
     family("failed_jobs", "gauge", "Jobs RQ failed (crashed workers, bugs).", [({"queue": snap.queue}, snap.failed)])
     family("dead_letters", "gauge", "Deliveries given up on, kept for replay.", [({}, snap.dead_letters)])
+    jobs = snap.jobs
+    family("jobs_created_total", "counter", "Jobs created (one per accepted event and destination, and per replay).",
+           [({}, jobs.created)])
+    family("jobs_settled_total", "counter", "Jobs finished, by outcome.", [
+        ({"outcome": "delivered"}, jobs.delivered),
+        ({"outcome": "skipped"}, jobs.skipped),
+        ({"outcome": "dead_lettered"}, jobs.dead_lettered),
+        ({"outcome": "other"}, jobs.finished),
+    ])
+    family("jobs_stranded", "gauge", "Jobs a dead worker left between dequeue and execution (retried by maintenance).",
+           [({"queue": snap.queue}, jobs.intermediate)])
+    family("jobs_unaccounted", "gauge", "Jobs created that are neither settled nor anywhere in RQ: lost (must be 0).",
+           [({"queue": snap.queue}, jobs.unaccounted)])
     out.append("# HELP dt_connector_delivery_latency_seconds Receive-to-delivered time.")
     out.append("# TYPE dt_connector_delivery_latency_seconds histogram")
     for d in destinations:

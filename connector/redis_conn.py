@@ -7,7 +7,7 @@ Heroku Redis requires TLS (``rediss://``) and presents a self-signed chain, so u
 
 from __future__ import annotations
 
-from redis import Redis
+from redis import BlockingConnectionPool, ConnectionPool, Redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -17,10 +17,24 @@ def reply_text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def connect(url: str, *, timeout_s: float | None, tls_verify: bool = False, connect_timeout_s: float = 5.0) -> Redis:
+def connect(
+    url: str,
+    *,
+    timeout_s: float | None,
+    tls_verify: bool = False,
+    connect_timeout_s: float = 5.0,
+    max_connections: int | None = None,
+    client_name: str | None = None,
+) -> Redis:
     """A pooled client for ``url`` with one quick retry.
 
-    ``timeout_s`` bounds every command (None for RQ workers, whose dequeue blocks).
+    ``timeout_s`` bounds every command (None: no bound).
+
+    ``max_connections`` caps how many connections the pool ever opens: a thread that needs
+    one while all are busy waits for the next free one (at most ``timeout_s``, else 20 s)
+    instead of opening another, so a process's share of the Redis plan's connection limit is
+    fixed by its configuration, not by its load. ``client_name`` labels the connections in
+    ``CLIENT LIST`` (``dt-web``, ``dt-worker``, …), which is how the budget is measured.
 
     The single retry absorbs a pooled connection that went stale (e.g. after a Redis
     restart) without stacking timeouts beyond what DT's ~10 s delivery deadline allows.
@@ -31,7 +45,16 @@ def connect(url: str, *, timeout_s: float | None, tls_verify: bool = False, conn
         "retry": Retry(NoBackoff(), 1),
         "health_check_interval": 30,
     }
+    if client_name:
+        options["client_name"] = client_name
     if url.startswith("rediss://") and not tls_verify:
         options["ssl_cert_reqs"] = "none"
         options["ssl_check_hostname"] = False
-    return Redis.from_url(url, **options)
+    pool: ConnectionPool
+    if max_connections is None:
+        pool = ConnectionPool.from_url(url, **options)
+    else:
+        pool = BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=timeout_s or 20, **options)
+    client = Redis(connection_pool=pool)
+    client.auto_close_connection_pool = True
+    return client

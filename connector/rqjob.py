@@ -8,8 +8,9 @@ serialises (``JobTemplate.from_rq``); per push only the id, payload and
 timestamps change. ``tests/connector/test_receive.py`` runs these jobs through a real
 RQ worker, so a layout change in a new RQ release fails the tests, not production.
 
-Jobs reference the worker function by dotted path (``FORWARD_FUNC``) and use RQ's JSON
-serializer, so ``connector/`` never imports ``workers/``.
+Jobs reference the worker function by dotted path (``FORWARD_FUNC``) and are JSON, read
+by the workers with ``JobSerializer`` (orjson, the parser the receiver validated the body with),
+so ``connector/`` never imports ``workers/``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
+from typing import Any
+
+import orjson
 
 FORWARD_FUNC = "workers.jobs.forward"
 """Dotted path of the job function: ``forward(destination, push, received_at)``."""
@@ -30,6 +34,13 @@ SEEN_PREFIX = "dt:seen:"
 """Dedupe marker key prefix: ``dt:seen:<eventId>``."""
 PUSH_COUNTERS = "dt:metrics:pushes"
 """Hash of push counters by outcome (``accepted``, ``duplicate``, ``rejected:<reason>``, …)."""
+JOB_LEDGER = "dt:metrics:jobs"
+"""Hash counting jobs: ``created`` (by the dedupe+enqueue script and by replays) and each job's
+one terminal outcome (``delivered``, ``skipped``, ``dead_lettered``, counted once per job id by the
+workers). With RQ's queue, intermediate queue and registries it accounts for every job (``connector.metrics``)."""
+INTERMEDIATE_SUFFIX = ":intermediate"
+"""RQ moves a dequeued job id from ``rq:queue:<name>`` to ``rq:queue:<name>:intermediate`` until its
+execution is recorded; a worker that dies in between leaves it there for RQ's cleanup to find."""
 
 RESULT_TTL_S = 10
 """How long RQ keeps a delivered job. Not 0: with 0, RQ deletes the job and its registry
@@ -45,16 +56,54 @@ DEFAULT_FAILURE_TTL_S = 14 * 24 * 3600
 """How long RQ keeps a failed job (bounded so Redis cannot grow without limit)."""
 
 _SAFE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_SAFE_ID_MAX = 64
 
 
 def job_id(destination: str, event_id: str) -> str:
-    """A deterministic RQ job id for one event and destination.
+    """The deterministic RQ job id of one event for one destination: ``<destination>-<id part>``.
 
-    RQ allows only letters, digits, ``_`` and ``-``; DT ids fit, anything else is hashed.
+    RQ allows only letters, digits, ``_`` and ``-``. An eventId made of those, at most 64
+    characters long (DT's are 20), is the id part as it is; any other eventId becomes ``x`` and
+    its full SHA-256 in hex: 65 characters, longer than any id used as it is, so no eventId's job
+    id can equal another's (short of a SHA-256 collision). Destination names contain neither
+    ``-`` nor ``_``, so the destination part is unambiguous too.
     """
-    if _SAFE_ID.fullmatch(event_id):
+    if len(event_id) <= _SAFE_ID_MAX and _SAFE_ID.fullmatch(event_id):
         return f"{destination}-{event_id}"
-    return f"{destination}-h{hashlib.sha256(event_id.encode()).hexdigest()[:40]}"
+    digest = hashlib.sha256(event_id.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{destination}-x{digest}"
+
+
+def replay_job_id(destination: str, letter_key: str, now_ns: int) -> str:
+    """The RQ job id of one replay of dead letter ``letter_key``: ``<destination>_r<ns>_<key>``.
+
+    ``_`` right after the destination never occurs in a ``job_id`` (which has ``-`` there), so a
+    replay cannot take an event's job id; the time in nanoseconds keeps two replays apart.
+    """
+    return f"{destination}_r{now_ns}_{letter_key}"
+
+
+def job_description(destination: str) -> str:
+    """The ``description`` RQ shows for a job (``rq info``, its worker log line)."""
+    return f"forward to {destination}"
+
+
+class JobSerializer:
+    """RQ serializer for the connector's jobs: JSON through orjson.
+
+    The receiver validates each body with orjson; reading the job with the same parser means
+    the worker sees exactly what was accepted (the standard library would read an integer above
+    2**64 that orjson took as a float as an exact int, which no JSON encoder downstream takes).
+    The bytes are plain JSON, so RQ's own ``JSONSerializer`` reads these jobs too.
+    """
+
+    @staticmethod
+    def dumps(obj: Any) -> bytes:
+        return orjson.dumps(obj)
+
+    @staticmethod
+    def loads(data: bytes | str) -> Any:
+        return orjson.loads(data)
 
 
 def job_payload(destination: str, body: bytes, received_at: float, *, replay: bool = False) -> bytes:
@@ -101,13 +150,12 @@ class JobTemplate:
         from redis import Redis
         from rq import Retry
         from rq.job import Job, JobStatus
-        from rq.serializers import JSONSerializer
 
         job = Job.create(
             FORWARD_FUNC,
             args=("log", {}, 0.0),
             connection=Redis(),  # never contacted: Job.create only needs the type
-            serializer=JSONSerializer,
+            serializer=JobSerializer,
             id="template",
             timeout=timeout_s,
             result_ttl=RESULT_TTL_S,
@@ -119,7 +167,7 @@ class JobTemplate:
         )
         job._status = JobStatus.QUEUED  # what Queue.enqueue_job sets before saving
         job.enqueued_at = job.created_at
-        varying = {"data", "description", "created_at", "enqueued_at"}
+        varying = {"data", "description", "created_at", "enqueued_at"}  # written per job by the script
         pairs: list[bytes] = []
         for key, value in job.to_dict().items():
             if key in varying or value == "":

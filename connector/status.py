@@ -2,7 +2,8 @@
 
 One server-rendered HTML page (no scripts; it reloads itself every 15 s) showing:
 - throughput: events delivered per minute over the last hour, per destination;
-- the queue: waiting jobs, age of the oldest, retries scheduled, jobs in progress;
+- the queue: waiting jobs, age of the oldest, retries scheduled, jobs in progress, jobs
+  stranded by a dead worker, RQ's failed jobs, and the job ledger's unaccounted figure (0);
 - failures: dead letters grouped by destination and reason, each group with a replay
   button (only when ``METRICS_TOKEN`` is set: the form carries a token derived from it,
   so another site cannot make a logged-in browser replay);
@@ -91,12 +92,20 @@ def render_status(data: StatusData, *, destinations: Sequence[str], now: float, 
         parts.append("</table>")
 
     stuck = snap.queue_depth and snap.oldest_queued_age_s > 300
+    jobs = snap.jobs
     parts.append("<h2>Queue</h2><table><tr><th>waiting</th><th>oldest waiting</th><th>retries scheduled</th>"
-                 "<th>in progress</th><th>failed (RQ)</th></tr>")
+                 "<th>in progress</th><th>stranded</th><th>failed (RQ)</th><th>unaccounted</th></tr>")
     parts.append(f"<tr><td id=queue-depth>{snap.queue_depth}</td>"
                  f"<td id=queue-age class={'bad' if stuck else 'ok'}>"
                  f"{_age(snap.oldest_queued_age_s) if snap.queue_depth else 'none'}</td>"
-                 f"<td>{snap.scheduled}</td><td>{snap.started}</td><td>{snap.failed}</td></tr></table>")
+                 f"<td>{snap.scheduled}</td><td>{snap.started}</td>"
+                 f"<td id=stranded class={'bad' if jobs.intermediate else 'ok'}>{jobs.intermediate}</td>"
+                 f"<td id=failed class={'bad' if snap.failed else 'ok'}>{snap.failed}</td>"
+                 f"<td id=unaccounted class={'bad' if jobs.unaccounted else 'ok'}>{jobs.unaccounted}</td></tr></table>")
+    parts.append(f"<p class=muted>{jobs.created} jobs created: {jobs.delivered} delivered, {jobs.skipped} skipped, "
+                 f"{jobs.dead_lettered} dead-lettered, {jobs.pending} pending. Stranded jobs (their worker died "
+                 "between dequeue and start) and RQ's failed jobs are retried or kept as dead letters by the "
+                 "workers' maintenance within a minute; unaccounted must stay 0.</p>")
 
     parts.append("<h2>Destinations</h2><table><tr><th>destination</th><th>delivered</th><th>retried</th>"
                  "<th>dead letters</th><th>last success</th><th>last failure</th><th>last 60 min</th></tr>")

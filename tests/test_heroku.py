@@ -49,7 +49,7 @@ def test_every_config_var_is_described():
 
 def test_procfile_runs_web_worker_and_a_validating_release_phase():
     processes = procfile()
-    assert processes["web"].startswith("gunicorn -c gunicorn.conf.py")
+    assert processes["web"] == "dt-connector web"  # checks the configuration, then gunicorn
     assert processes["worker"] == "dt-connector worker"
     assert processes["release"] == "dt-connector check-config"
 

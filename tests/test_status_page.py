@@ -77,7 +77,7 @@ def test_status_page_shows_the_pipeline_and_replays_failures(browser, redis: Red
         WebDriverWait(driver, 10).until(lambda d: d.find_elements(By.ID, "accepted"))
         assert driver.find_elements(By.CSS_SELECTOR, "tr.failure") == []
         assert redis.zcard("dt:dead") == 0
-        replayed = [i for i in queued_ids(redis) if i.startswith("moost-dead")]
+        replayed = [i for i in queued_ids(redis) if i.startswith("moost_r") and "_moost-dead" in i]  # replay ids
         assert len(replayed) == 3
 
 

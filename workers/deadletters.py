@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis import Redis
+from redis.client import Pipeline
 
 from connector.metrics import DEAD_LETTERS
 
@@ -46,9 +47,14 @@ def record(
     status: int | None,
     excerpt: str,
     now: float,
+    pipeline: Pipeline | None = None,
 ) -> None:
-    """Keep a failed delivery (overwrites an earlier one for the same job)."""
-    event = push.get("event") or {}
+    """Keep a failed delivery (overwrites an earlier one for the same job).
+
+    With ``pipeline`` the writes join that (transactional) pipeline instead of running now.
+    """
+    raw_event = push.get("event")
+    event: dict[str, Any] = raw_event if isinstance(raw_event, dict) else {}
     fields: dict[str, str] = {
         "destination": destination,
         "event_id": str(event.get("eventId", "")),
@@ -60,11 +66,12 @@ def record(
         "received_at": repr(received_at),
         "push": json.dumps(push, separators=(",", ":")),
     }
-    with redis.pipeline(transaction=True) as pipe:
-        pipe.hset(PREFIX + key, mapping=fields)  # type: ignore[arg-type]  # redis-py's Mapping key is invariant
-        pipe.expire(PREFIX + key, DEAD_LETTER_TTL_S)
-        pipe.zadd(INDEX_KEY, {key: now})
-        pipe.zremrangebyscore(INDEX_KEY, "-inf", now - DEAD_LETTER_TTL_S)
+    pipe = pipeline if pipeline is not None else redis.pipeline(transaction=True)
+    pipe.hset(PREFIX + key, mapping=fields)  # type: ignore[arg-type]  # redis-py's Mapping key is invariant
+    pipe.expire(PREFIX + key, DEAD_LETTER_TTL_S)
+    pipe.zadd(INDEX_KEY, {key: now})
+    pipe.zremrangebyscore(INDEX_KEY, "-inf", now - DEAD_LETTER_TTL_S)
+    if pipeline is None:
         pipe.execute()
 
 
@@ -127,8 +134,10 @@ def _letter(key: str, raw: dict[bytes, bytes]) -> DeadLetter | None:
     )
 
 
-def remove(redis: Redis, key: str) -> None:
-    with redis.pipeline(transaction=True) as pipe:
-        pipe.delete(PREFIX + key)
-        pipe.zrem(INDEX_KEY, key)
+def remove(redis: Redis, key: str, *, pipeline: Pipeline | None = None) -> None:
+    """Forget a dead letter (it was replayed); with ``pipeline``, as part of that transaction."""
+    pipe = pipeline if pipeline is not None else redis.pipeline(transaction=True)
+    pipe.delete(PREFIX + key)
+    pipe.zrem(INDEX_KEY, key)
+    if pipeline is None:
         pipe.execute()

@@ -1,7 +1,9 @@
 """Destinations: translate a push and deliver it to MOOST, Spot AI or the log (I/O edge).
 
-Each destination's ``deliver(push, event_id=…, now=…)`` returns an ``Outcome`` or raises
-``Skipped`` / ``InvalidEvent`` from the translators. Credentials never appear in an
+Each destination's ``deliver(push, event_id=…, now=…, deadline=…)`` returns an ``Outcome``
+or raises ``Skipped`` / ``InvalidEvent`` from the translators. ``deadline``
+(``time.monotonic()``) is when the job must be done: requests are cut to fit it
+(``workers.send.timeouts_within``). Credentials never appear in an
 outcome, a log line or an exception message: network errors are reduced to reason slugs
 because ``requests`` puts the URL — with MOOST's secret in its query — into its messages.
 """
@@ -22,7 +24,7 @@ from connector.config import Settings
 from connector.redis_conn import reply_text
 from workers.mapping import Mapping
 from workers.readings import UnreadableEvent, readings_of
-from workers.send import EXCERPT_CHARS, Outcome, Sender
+from workers.send import EXCERPT_CHARS, Outcome, Sender, idempotency_key, timeouts_within
 from workers.translate import is_backfilled, to_moost, to_spot
 
 log = logging.getLogger("workers.forward")
@@ -38,7 +40,9 @@ TOKEN_LOCAL_CACHE_S = 60.0
 class Destination(Protocol):
     name: str
 
-    def deliver(self, push: dict[str, Any], *, event_id: str, now: float, replay: bool = False) -> Outcome: ...
+    def deliver(
+        self, push: dict[str, Any], *, event_id: str, now: float, replay: bool = False, deadline: float | None = None
+    ) -> Outcome: ...
 
 
 class LogDestination:
@@ -46,7 +50,9 @@ class LogDestination:
 
     name = "log"
 
-    def deliver(self, push: dict[str, Any], *, event_id: str, now: float, replay: bool = False) -> Outcome:
+    def deliver(
+        self, push: dict[str, Any], *, event_id: str, now: float, replay: bool = False, deadline: float | None = None
+    ) -> Outcome:
         event = push.get("event", {})
         line: dict[str, Any] = {
             "log": "forward",
@@ -79,7 +85,7 @@ class MoostTokens:
     def __repr__(self) -> str:
         return "MoostTokens(<hidden>)"
 
-    def get(self, *, renew: bool = False) -> str | Outcome:
+    def get(self, *, renew: bool = False, deadline: float | None = None) -> str | Outcome:
         """A valid token, or the ``Outcome`` explaining why none could be had."""
         if not renew:
             if self._local is not None and time.monotonic() < self._local[1]:
@@ -93,8 +99,11 @@ class MoostTokens:
                 self._local = (token, time.monotonic() + TOKEN_LOCAL_CACHE_S)
                 return token
         self._local = None
+        timeout = timeouts_within(self._timeout_s, deadline, now=time.monotonic())
+        if timeout is None:
+            return Outcome("retry", "deadline")
         try:
-            response = self._session.get(self._url, params=self._params, timeout=self._timeout_s)
+            response = self._session.get(self._url, params=self._params, timeout=timeout)
         except requests.Timeout:
             return Outcome("retry", "moost-token-timeout")
         except requests.RequestException:
@@ -129,7 +138,9 @@ class MoostDestination:
         self._sender = sender
         self._tokens = tokens
 
-    def deliver(self, push: dict[str, Any], *, event_id: str, now: float, replay: bool = False) -> Outcome:
+    def deliver(
+        self, push: dict[str, Any], *, event_id: str, now: float, replay: bool = False, deadline: float | None = None
+    ) -> Outcome:
         batch = to_moost(push, self._mapping, customer_id=self._settings.moost_customer_id)
         base = self._settings.moost_base_url
         if batch.historical or replay:
@@ -137,27 +148,28 @@ class MoostDestination:
         else:
             posts = [(f"{base}/events/v1", event) for event in batch.events]
         outcome = Outcome("delivered", "nothing-to-send")
+        key = idempotency_key(event_id)
         for url, body in posts:
-            outcome = self._post(url, body, event_id=event_id, now=now)
+            outcome = self._post(url, body, key=key, now=now, deadline=deadline)
             if outcome.kind != "delivered":
                 return outcome
         return outcome
 
-    def _post(self, url: str, body: Any, *, event_id: str, now: float) -> Outcome:
-        token = self._tokens.get()
+    def _post(self, url: str, body: Any, *, key: str, now: float, deadline: float | None) -> Outcome:
+        token = self._tokens.get(deadline=deadline)
         if isinstance(token, Outcome):
             return token
-        outcome = self._send(url, body, token, event_id, now)
+        outcome = self._send(url, body, token, key, now, deadline)
         if outcome.status == 401:  # expired or revoked: renew once, then trust the answer
-            token = self._tokens.get(renew=True)
+            token = self._tokens.get(renew=True, deadline=deadline)
             if isinstance(token, Outcome):
                 return token
-            outcome = self._send(url, body, token, event_id, now)
+            outcome = self._send(url, body, token, key, now, deadline)
         return outcome
 
-    def _send(self, url: str, body: Any, token: str, event_id: str, now: float) -> Outcome:
+    def _send(self, url: str, body: Any, token: str, key: str, now: float, deadline: float | None) -> Outcome:
         headers = {"Authorization": f"Bearer {token}"}
-        return self._sender.post_json(url, body, headers=headers, idempotency_key=event_id, now=now)
+        return self._sender.post_json(url, body, headers=headers, idempotency_key=key, now=now, deadline=deadline)
 
 
 class SpotDestination:
@@ -175,7 +187,9 @@ class SpotDestination:
     def __repr__(self) -> str:
         return f"SpotDestination({self._url})"
 
-    def deliver(self, push: dict[str, Any], *, event_id: str, now: float, replay: bool = False) -> Outcome:
+    def deliver(
+        self, push: dict[str, Any], *, event_id: str, now: float, replay: bool = False, deadline: float | None = None
+    ) -> Outcome:
         bodies = to_spot(push, self._mapping)
         posts: list[tuple[str, Any]]
         if (replay or is_backfilled(push)) and bodies and all("integration_device_id" in b for b in bodies):
@@ -185,8 +199,11 @@ class SpotDestination:
         else:
             posts = [(self._url, body) for body in bodies]
         outcome = Outcome("delivered", "nothing-to-send")
+        key = idempotency_key(event_id)
         for url, body in posts:
-            outcome = self._sender.post_json(url, body, headers=self._headers, idempotency_key=event_id, now=now)
+            outcome = self._sender.post_json(
+                url, body, headers=self._headers, idempotency_key=key, now=now, deadline=deadline
+            )
             if outcome.status == 401:
                 return Outcome("failed", "spot-api-key-rejected", 401, excerpt=outcome.excerpt[:EXCERPT_CHARS])
             if outcome.kind != "delivered":
@@ -194,10 +211,14 @@ class SpotDestination:
         return outcome
 
 
-def build_destinations(settings: Settings, mapping: Mapping, redis: Redis) -> dict[str, Destination]:
-    """The configured destinations, sharing one keep-alive sender."""
+def build_destinations(
+    settings: Settings, mapping: Mapping, redis: Redis, *, concurrency: int = 1
+) -> dict[str, Destination]:
+    """The configured destinations, sharing one keep-alive sender among ``concurrency`` job threads."""
     # Connect quickly or not at all; the read timeout keeps a job well inside its own timeout.
-    sender = Sender(timeout_s=(min(3.05, settings.forward_timeout_s), settings.forward_timeout_s))
+    sender = Sender(
+        timeout_s=(min(3.05, settings.forward_timeout_s), settings.forward_timeout_s), pool_size=max(10, concurrency)
+    )
     built: dict[str, Destination] = {}
     for name in settings.destinations:
         if name == "log":

@@ -9,12 +9,21 @@ from datetime import UTC, datetime
 
 from redis import Redis
 from rq import Queue, Retry
-from rq.serializers import JSONSerializer
 
 from connector.backfill import parse_duration
 from connector.config import Settings
+from connector.metrics import collect
 from connector.redis_conn import connect
-from connector.rqjob import CRASH_RETRY_INTERVALS_S, DEFAULT_FAILURE_TTL_S, FORWARD_FUNC, RESULT_TTL_S
+from connector.rqjob import (
+    CRASH_RETRY_INTERVALS_S,
+    DEFAULT_FAILURE_TTL_S,
+    FORWARD_FUNC,
+    JOB_LEDGER,
+    RESULT_TTL_S,
+    JobSerializer,
+    job_description,
+    replay_job_id,
+)
 from workers import deadletters
 
 
@@ -77,6 +86,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             status = letter.status if letter.status is not None else "-"
             print(f"{letter.key}\t{letter.destination}\t{letter.event_type}\t{when}\t{status}\t{letter.reason}")
         print(f"{len(letters)} dead letter(s)")
+        jobs = collect(redis, queue_name=settings.queue_name, destinations=settings.destinations, now=now).jobs
+        print(
+            f"jobs: {jobs.pending} pending ({jobs.queued} queued, {jobs.scheduled} scheduled, {jobs.started} in "
+            f"progress, {jobs.intermediate} stranded, {jobs.failed} failed in RQ and not yet kept as dead letters); "
+            f"unaccounted: {jobs.unaccounted}"
+        )
         return 0
     return replay(redis, settings, letters, now=now)
 
@@ -90,18 +105,28 @@ def replay(redis: Redis, settings: Settings, letters: list[deadletters.DeadLette
 
 
 def requeue(redis: Redis, settings: Settings, letters: list[deadletters.DeadLetter], *, now: float) -> list[str]:
-    """Queue each dead letter again (as a replay) and remove it from the registry; their keys."""
-    queue = Queue(settings.queue_name, connection=redis, serializer=JSONSerializer)
+    """Queue each dead letter again (as a replay) and remove it from the registry; their keys.
+
+    Each letter moves in one transaction: the new job, its count in the job ledger, and the
+    dead letter's removal.
+    """
+    queue = Queue(settings.queue_name, connection=redis, serializer=JobSerializer)
+    now_ns = int(now * 1e9)
     for letter in letters:
-        queue.enqueue(
-            FORWARD_FUNC,
-            args=(letter.destination, letter.push, letter.received_at),
-            kwargs={"replay": True},
-            job_id=f"{letter.key}-r{int(now)}",
-            job_timeout=settings.job_timeout_s,
-            result_ttl=RESULT_TTL_S,
-            failure_ttl=DEFAULT_FAILURE_TTL_S,
-            retry=Retry(max=len(CRASH_RETRY_INTERVALS_S), interval=list(CRASH_RETRY_INTERVALS_S)),
-        )
-        deadletters.remove(redis, letter.key)
+        with redis.pipeline(transaction=True) as pipe:
+            queue.enqueue(
+                FORWARD_FUNC,
+                args=(letter.destination, letter.push, letter.received_at),
+                kwargs={"replay": True},
+                job_id=replay_job_id(letter.destination, letter.key, now_ns),
+                description=job_description(letter.destination),
+                job_timeout=settings.job_timeout_s,
+                result_ttl=RESULT_TTL_S,
+                failure_ttl=DEFAULT_FAILURE_TTL_S,
+                retry=Retry(max=len(CRASH_RETRY_INTERVALS_S), interval=list(CRASH_RETRY_INTERVALS_S)),
+                pipeline=pipe,
+            )
+            pipe.hincrby(JOB_LEDGER, "created", 1)
+            deadletters.remove(redis, letter.key, pipeline=pipe)
+            pipe.execute()
     return [letter.key for letter in letters]

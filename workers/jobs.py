@@ -1,16 +1,28 @@
-"""RQ entry points. Arguments are JSON types only (RQ's JSON serializer).
+"""The RQ job: ``forward(destination, push, received_at, replay=False)`` delivers one push to one destination.
 
-``forward(destination, push, received_at)`` delivers one push to one destination:
+Arguments are JSON types only. Every job ends in exactly one of these outcomes (the job
+ledger counts it once, when RQ files the job: see ``workers.runner``):
 
 * delivered → done;
-* ``Skipped`` (not mapped, no building, …) → counted per reason in ``dt:skipped:<dest>``
-  and logged, done;
-* permanent failure (``InvalidEvent``, a 4xx other than 408/425/429) → dead letter, done;
-* transient failure (network, timeout, 408/425/429, 5xx) → the job returns RQ's
-  ``Retry`` with the next delay of ``RETRY_SCHEDULE_S`` (default ~15 h in all; jittered,
-  ``Retry-After`` honoured); when the schedule is used up → dead letter.
+* skipped (the mapping does not send this type there, or the device lacks what routing
+  needs) → counted per reason in ``dt:skipped:<destination>`` and logged, done;
+* transient failure (network, timeout, 408/425/429, 5xx, the job's deadline) → the job
+  returns RQ's ``Retry`` with the next wait of ``RETRY_SCHEDULE_S`` (jittered, ``Retry-After``
+  honoured); when the schedule is used up → dead letter;
+* permanent failure (another 4xx, an event that cannot be made valid, a destination this
+  worker is not configured for, or any error while translating or sending it) → dead
+  letter with the reason, done. A push the worker cannot handle never crashes the job.
 
-The destinations are built once per worker process from the environment.
+A Redis outage during the bookkeeping is waited out for a few seconds (``while_redis_recovers``);
+only a longer one escapes, and RQ re-runs the job (its crash retries) once Redis answers again.
+A delivery is marked on the job (``meta.delivered_at``) in the round trip that records it, so a
+re-run after a crash finds the mark and does not send again; the downstream also sees the
+eventId as idempotency key for the few milliseconds the mark is not yet written.
+
+``Forwarder`` holds what jobs need — Redis, the destinations, the retry schedule, the job
+deadline — built once per worker process from the settings and installed by the worker
+(``install``); a worker that is not ours (``rq worker``) gets one built from the environment
+on its first job.
 """
 
 from __future__ import annotations
@@ -18,125 +30,228 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import random
 import time
-from typing import Any
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Retry, get_current_job
+from rq.job import Job
 
 from connector import metrics, status
 from connector.config import Settings
 from connector.events import device_of
 from connector.redis_conn import connect
+from connector.rqjob import JobSerializer, job_id
 from workers import deadletters
 from workers.destinations import Destination, build_destinations
 from workers.mapping import load_mapping
-from workers.send import DEFAULT_SCHEDULE_S, Outcome, retry_delay_s
+from workers.send import Outcome, retry_delay_s
 from workers.translate import InvalidEvent, Skipped
 
 log = logging.getLogger("workers.forward")
 
 SKIPPED_PREFIX = metrics.SKIPPED_PREFIX
 
+BOOKKEEPING_S = 1.0
+"""Time kept back from a job's timeout for recording its outcome after the last request."""
 
-class UnknownDestination(Exception):
-    """The job names a destination this worker is not configured for (permanent failure)."""
+REDIS_OUTAGE_WAIT_S = 8.0
+"""How long a job's bookkeeping waits for Redis to come back (a restart, a failover) before
+giving up; the job stays recorded as started and is re-run after its execution expires."""
+
+T = TypeVar("T")
 
 
-class _Runtime:
-    """Per-process state: settings, Redis, destinations (built on first use)."""
+def while_redis_recovers(call: Callable[[], T], *, for_s: float = REDIS_OUTAGE_WAIT_S) -> T:
+    """``call()``, repeated while Redis is unreachable, for up to ``for_s`` seconds.
 
-    def __init__(self) -> None:
-        self.redis: Redis | None = None
-        self.destinations: dict[str, Destination] = {}
-        self.retry_schedule_s: tuple[int, ...] = DEFAULT_SCHEDULE_S
+    Only for writes that are safe to repeat when a connection drops after Redis applied them
+    (a transaction that did not reach ``EXEC`` did nothing).
+    """
+    deadline = time.monotonic() + for_s
+    pause = 0.1
+    while True:
+        try:
+            return call()
+        except (RedisConnectionError, RedisTimeoutError):
+            if time.monotonic() + pause > deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 1.0)
 
-    def load(self) -> None:
-        settings = Settings.from_env()
+
+@dataclass
+class Forwarder:
+    """Everything a job needs, built once per worker process and passed in."""
+
+    redis: Redis
+    destinations: Mapping[str, Destination]
+    retry_schedule_s: tuple[int, ...]
+    job_timeout_s: float
+    stop_at: float | None = None
+    """Set by the worker on SIGTERM (a ``time.monotonic()`` reading): jobs in flight finish
+    their requests by then, or are retried later."""
+
+    @classmethod
+    def build(cls, settings: Settings, redis: Redis, *, concurrency: int = 1) -> Forwarder:
+        """The forwarder ``settings`` describe, for ``concurrency`` job threads sharing ``redis``.
+
+        Raises:
+            MappingError: the mapping file is invalid.
+        """
         mapping = load_mapping(settings.mapping_path)
-        self.redis = connect(
-            settings.redis_url, timeout_s=settings.redis_timeout_s, tls_verify=settings.redis_tls_verify
+        return cls(
+            redis=redis,
+            destinations=build_destinations(settings, mapping, redis, concurrency=concurrency),
+            retry_schedule_s=settings.retry_schedule_s,
+            job_timeout_s=settings.job_timeout_s,
         )
-        self.destinations = build_destinations(settings, mapping, self.redis)
-        self.retry_schedule_s = settings.retry_schedule_s
+
+    def forward(
+        self,
+        destination: str,
+        push: dict[str, Any],
+        received_at: float,
+        *,
+        replay: bool = False,
+        job: Job | None = None,
+    ) -> str | Retry:
+        """Deliver one push: find the destination, deliver, decide, record. See the module docstring."""
+        raw_event = push.get("event")
+        event: dict[str, Any] = raw_event if isinstance(raw_event, dict) else {}
+        event_id = str(event.get("eventId", ""))
+        key = job.id if job is not None else job_id(destination, event_id)
+        if job is not None and job.meta.get("delivered_at"):
+            _log(destination, event, "delivered", "already-delivered-before-a-crash")
+            return "delivered"
+        now = time.time()
+        outcome = self._deliver(destination, push, event_id, now=now, replay=replay, deadline=self._deadline(job))
+        if isinstance(outcome, Skipped):
+            with contextlib.suppress(RedisError):  # a statistic: never fail the job for it
+                self.redis.hincrby(SKIPPED_PREFIX + destination, outcome.reason, 1)
+            _log(destination, event, "skipped", outcome.reason, detail=outcome.detail)
+            return f"skipped:{outcome.reason}"
+        if outcome.kind == "delivered":
+            finished = time.time()
+            _count_delivered(self.redis, destination, push, now=finished, latency_s=finished - received_at, job=job)
+            _log(destination, event, "delivered", outcome.reason, latency_s=finished - received_at)
+            return "delivered"
+        if outcome.kind == "retry":
+            attempt = (job.number_of_retries or 0) + 1 if job is not None else 1
+            schedule = self.retry_schedule_s
+            delay = retry_delay_s(attempt, rand=random.random(), retry_after_s=outcome.retry_after_s, schedule=schedule)
+            if delay is not None:
+                _count_failure(self.redis, destination, "retried", now=now, reason=outcome.reason)
+                _log(destination, event, "retrying", outcome.reason, status=outcome.status, attempt=attempt,
+                     delay_s=delay)  # fmt: skip
+                return Retry(max=len(schedule) + 1, interval=max(1, round(delay)))
+            outcome = Outcome("failed", f"retries-exhausted:{outcome.reason}", outcome.status, excerpt=outcome.excerpt)
+        dead = outcome
+        while_redis_recovers(
+            lambda: deadletters.record(
+                self.redis,
+                key=key,
+                destination=destination,
+                push=push,
+                received_at=received_at,
+                reason=dead.reason,
+                status=dead.status,
+                excerpt=dead.excerpt,
+                now=now,
+            )
+        )
+        _count_failure(self.redis, destination, "dead_lettered", now=now, reason=outcome.reason)
+        _log(destination, event, "dead-letter", outcome.reason, status=outcome.status)
+        return f"dead-letter:{outcome.reason}"
+
+    def _deadline(self, job: Job | None) -> float:
+        """When this job's requests must be done (``time.monotonic()``): its timeout, or the worker's stop."""
+        timeout = float(job.timeout) if job is not None and job.timeout and job.timeout > 0 else self.job_timeout_s
+        deadline = time.monotonic() + max(timeout - BOOKKEEPING_S, 0.0)
+        return deadline if self.stop_at is None else min(deadline, self.stop_at)
+
+    def _deliver(
+        self, destination: str, push: dict[str, Any], event_id: str, *, now: float, replay: bool, deadline: float
+    ) -> Outcome | Skipped:
+        """Translate and send; whatever goes wrong with the event becomes an outcome, never an exception."""
+        target = self.destinations.get(destination)
+        if target is None:
+            return Outcome("failed", "destination-not-configured",
+                           excerpt=f"this worker forwards to {', '.join(self.destinations) or 'nothing'}")  # fmt: skip
+        try:
+            return target.deliver(push, event_id=event_id, now=now, replay=replay, deadline=deadline)
+        except Skipped as skipped:
+            return skipped
+        except InvalidEvent as invalid:
+            return Outcome("failed", "invalid-event", excerpt=str(invalid))
+        except RedisError:
+            raise  # bookkeeping, not the event: let RQ retry the job once Redis is back
+        except Exception as exc:  # a push the code cannot handle must end as a dead letter, not a crash
+            return Outcome("failed", f"worker-error:{type(exc).__name__}", excerpt=_where(exc))
 
 
-_runtime = _Runtime()
+def _where(exc: BaseException) -> str:
+    """Where ``exc`` was raised, without its message (which may quote a header or a URL). Pure."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    ours = [f for f in frames if "/workers/" in f.filename or "/connector/" in f.filename] or frames
+    if not ours:
+        return type(exc).__name__
+    last = ours[-1]
+    return f"{type(exc).__name__} in {last.name} ({os.path.basename(last.filename)}:{last.lineno})"
+
+
+_forwarder: Forwarder | None = None
+
+
+def install(forwarder: Forwarder | None) -> None:
+    """Make ``forwarder`` the one this process's jobs use (None: build from the environment on first use)."""
+    global _forwarder
+    _forwarder = forwarder
 
 
 def reset_runtime() -> None:
-    """Forget the per-process state (tests; or after the environment changed)."""
-    global _runtime
-    _runtime = _Runtime()
+    """Forget this process's forwarder (tests; or after the environment changed)."""
+    install(None)
+
+
+def current_forwarder() -> Forwarder:
+    """The installed forwarder, or one built from the environment (for a worker that is not ours)."""
+    global _forwarder
+    if _forwarder is None:
+        settings = Settings.from_env()
+        redis = connect(settings.redis_url, timeout_s=settings.redis_timeout_s, tls_verify=settings.redis_tls_verify)
+        _forwarder = Forwarder.build(settings, redis)
+    return _forwarder
 
 
 def forward(destination: str, push: dict[str, Any], received_at: float, replay: bool = False) -> str | Retry:
-    """Deliver one DT push to ``destination``; see the module docstring for outcomes.
+    """The RQ job function (``connector.rqjob.FORWARD_FUNC``): see the module docstring.
 
     ``replay`` marks an operator's replay of a dead letter (MOOST takes those on its
     historical endpoint, like backfilled events).
-
-    Raises:
-        UnknownDestination: ``destination`` is not configured in this worker.
     """
-    if _runtime.redis is None:
-        _runtime.load()
-    target = _runtime.destinations.get(destination)
-    if target is None:
-        raise UnknownDestination(f"destination {destination!r} is not configured in this worker")
-    redis = _runtime.redis
-    assert redis is not None
-    event = push.get("event") or {}
-    event_id = str(event.get("eventId", ""))
-    now = time.time()
-    job = get_current_job()
-    key = job.id if job is not None else f"{destination}-{event_id}"
-    try:
-        outcome = target.deliver(push, event_id=event_id, now=now, replay=replay)
-    except Skipped as skipped:
-        redis.hincrby(SKIPPED_PREFIX + destination, skipped.reason, 1)
-        _log(destination, event, "skipped", skipped.reason, detail=skipped.detail)
-        return f"skipped:{skipped.reason}"
-    except InvalidEvent as invalid:
-        outcome = Outcome("failed", "invalid-event", excerpt=str(invalid))
-    if outcome.kind == "delivered":
-        finished = time.time()
-        _count_delivered(redis, destination, push, now=finished, latency_s=finished - received_at)
-        _log(destination, event, "delivered", outcome.reason, latency_s=finished - received_at)
-        return "delivered"
-    if outcome.kind == "retry":
-        attempt = (job.number_of_retries or 0) + 1 if job is not None else 1
-        schedule = _runtime.retry_schedule_s
-        delay = retry_delay_s(attempt, rand=random.random(), retry_after_s=outcome.retry_after_s, schedule=schedule)
-        if delay is not None:
-            _count_failure(redis, destination, "retried", now=now, reason=outcome.reason)
-            _log(destination, event, "retrying", outcome.reason, status=outcome.status, attempt=attempt, delay_s=delay)
-            return Retry(max=len(schedule) + 1, interval=max(1, round(delay)))
-        outcome = Outcome("failed", f"retries-exhausted:{outcome.reason}", outcome.status, excerpt=outcome.excerpt)
-    deadletters.record(
-        redis,
-        key=key,
-        destination=destination,
-        push=push,
-        received_at=received_at,
-        reason=outcome.reason,
-        status=outcome.status,
-        excerpt=outcome.excerpt,
-        now=now,
-    )
-    _count_failure(redis, destination, "dead_lettered", now=now, reason=outcome.reason)
-    _log(destination, event, "dead-letter", outcome.reason, status=outcome.status)
-    return f"dead-letter:{outcome.reason}"
+    return current_forwarder().forward(destination, push, received_at, replay=replay, job=get_current_job())
 
 
-def _count_delivered(redis: Redis, destination: str, push: dict[str, Any], *, now: float, latency_s: float) -> None:
-    """Record a delivery in the shared metrics (``connector.metrics``, ``connector.status``).
+def _count_delivered(
+    redis: Redis, destination: str, push: dict[str, Any], *, now: float, latency_s: float, job: Job | None
+) -> None:
+    """Mark ``job`` delivered and record the delivery in the shared metrics (``connector.metrics``,
+    ``connector.status``).
 
     One round trip; best effort: a metrics write that fails must not fail, or repeat, a delivery.
     """
     pipe = redis.pipeline(transaction=False)
+    if job is not None:  # RQ restores meta with the job, so a re-run sees the mark at no cost
+        pipe.hset(job.key, "meta", JobSerializer.dumps({**job.meta, "delivered_at": now}))
     pipe.hincrby(metrics.DELIVERY_PREFIX + destination, "delivered", 1)
     latency = metrics.LATENCY_PREFIX + destination
     pipe.hincrby(latency, metrics.bucket_for(latency_s), 1)

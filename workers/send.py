@@ -4,14 +4,18 @@
   (connection trouble, timeouts, 408/425/429, 5xx) or failed for good (other 4xx, 3xx).
 * ``retry_delay_s`` (pure) picks the wait before the next attempt from an exponential
   schedule spanning more than 12 hours, with jitter, honouring ``Retry-After``.
-* ``Sender`` holds one keep-alive ``requests.Session`` per worker process, always with
-  explicit timeouts, and sends the DT eventId as ``Idempotency-Key`` so a downstream that
-  supports it can drop the duplicate an at-least-once retry may cause.
+* ``Sender`` holds one keep-alive ``requests.Session`` per worker process (shared by its job
+  threads), always with explicit timeouts that also fit the job's deadline, and sends the DT
+  eventId as ``Idempotency-Key`` (``idempotency_key``) so a downstream that supports it can drop
+  the duplicate an at-least-once retry may cause.
 """
 
 from __future__ import annotations
 
 import os
+import string
+import time
+import urllib.parse
 import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -19,6 +23,7 @@ from typing import Any, Literal
 
 import orjson
 import requests
+from requests.adapters import HTTPAdapter
 
 from connector.config import DEFAULT_RETRY_SCHEDULE_S
 from connector.retry_after import parse_retry_after
@@ -37,6 +42,11 @@ DEFAULT_TIMEOUT_S = (3.05, 10.0)
 
 EXCERPT_CHARS = 500
 """How much of an error response is kept for the dead-letter record."""
+
+MIN_REQUEST_S = 0.5
+"""A request is not started with less than this left before the job's deadline: it is retried later."""
+
+_HEADER_SAFE = string.ascii_letters + string.digits + "".join(c for c in string.punctuation if c != "%")
 
 Kind = Literal["delivered", "retry", "failed"]
 
@@ -65,6 +75,30 @@ def classify(status: int, headers: Mapping[str, str], excerpt: str, *, now: floa
     if 300 <= status < 400:
         return Outcome("failed", "unexpected-redirect", status, excerpt=excerpt[:EXCERPT_CHARS])
     return Outcome("failed", f"http-{status}", status, excerpt=excerpt[:EXCERPT_CHARS])
+
+
+def idempotency_key(event_id: str) -> str:
+    """``event_id`` as an ``Idempotency-Key`` header value. Pure.
+
+    DT's ids are letters and digits and pass unchanged; anything else is percent-encoded
+    (UTF-8), ``%`` included, so every value is printable ASCII and distinct ids stay distinct.
+    """
+    return urllib.parse.quote(event_id, safe=_HEADER_SAFE, errors="surrogatepass")
+
+
+def timeouts_within(
+    timeout_s: tuple[float, float], deadline: float | None, *, now: float
+) -> tuple[float, float] | None:
+    """(connect, read) timeouts cut to what is left before ``deadline``, or None when too little is. Pure.
+
+    ``deadline`` and ``now`` are ``time.monotonic()`` readings; None means no deadline.
+    """
+    if deadline is None:
+        return timeout_s
+    left = deadline - now
+    if left < MIN_REQUEST_S:
+        return None
+    return (min(timeout_s[0], left), min(timeout_s[1], left))
 
 
 def retry_delay_s(
@@ -104,9 +138,14 @@ class Sender:
         timeout_s: tuple[float, float] = DEFAULT_TIMEOUT_S,
         session: requests.Session | None = None,
         user_agent: str = "dt-connector",
+        pool_size: int = 10,
     ) -> None:
+        """``pool_size``: keep-alive connections kept per host; at least the number of job threads
+        sharing this sender, or requests beyond it open and drop a connection each."""
         self.timeout_s = timeout_s
         self.session = session or requests.Session()
+        for prefix in ("https://", "http://"):
+            self.session.mount(prefix, HTTPAdapter(pool_connections=4, pool_maxsize=pool_size))
         self.session.headers["User-Agent"] = user_agent
         # requests re-reads proxy and CA-bundle variables from os.environ on every request;
         # read them once here instead.
@@ -127,11 +166,18 @@ class Sender:
         headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
         now: float,
+        deadline: float | None = None,
     ) -> Outcome:
         """POST ``body`` as JSON and classify the answer.
 
-        Connection failures and timeouts become ``retry`` outcomes; nothing raises.
+        ``deadline`` (a ``time.monotonic()`` reading) bounds the request's timeouts; with too
+        little time left the request is not sent and the outcome is ``retry`` (``deadline``).
+        ``idempotency_key`` must be header-safe (see ``idempotency_key``).
+        Connection failures and timeouts become ``retry`` outcomes; they never raise.
         """
+        timeout = timeouts_within(self.timeout_s, deadline, now=time.monotonic())
+        if timeout is None:
+            return Outcome("retry", "deadline")
         data = orjson.dumps(body)
         request = self._template(url).copy()
         request_headers = request.headers
@@ -145,7 +191,7 @@ class Sender:
         try:
             adapter = session.get_adapter(url)
             response = adapter.send(
-                request, timeout=self.timeout_s, verify=self._verify, cert=session.cert, proxies=session.proxies
+                request, timeout=timeout, verify=self._verify, cert=session.cert, proxies=session.proxies
             )
             content = response.content  # read it all, so the connection goes back to the pool
         except requests.Timeout:

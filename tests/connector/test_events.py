@@ -61,3 +61,21 @@ def test_malformed(body, reason):
         parse_push(body)
     assert info.value.reason == reason
     assert info.value.status_code == 400
+
+
+def test_a_body_nested_deeper_than_the_job_side_reads_is_refused():
+    from connector.events import MAX_JSON_DEPTH, json_depth
+
+    def body(levels: int) -> bytes:
+        data = b'{"x":' * levels + b"1" + b"}" * levels
+        return b'{"event":{"eventId":"d1","eventType":"temperature","data":%s}}' % data
+
+    at_limit = body(MAX_JSON_DEPTH - 2)  # the body and "event" are two levels
+    assert json_depth(json.loads(at_limit)) == MAX_JSON_DEPTH
+    assert parse_push(at_limit).event_id == "d1"
+    with pytest.raises(MalformedPush) as refused:
+        parse_push(body(MAX_JSON_DEPTH - 1))
+    assert refused.value.reason == "too-deep"
+    # Many brackets inside strings are not nesting.
+    flat = b'{"event":{"eventId":"d2","eventType":"t","note":"%s"}}' % (b"[{" * 100)
+    assert parse_push(flat).event_id == "d2"

@@ -21,7 +21,8 @@ from connector import create_app
 from connector.config import Settings
 from connector.embedded_redis import find_redis_server, free_port
 from tests.conftest import SECRET, dt_body, make_settings, push, queued_ids
-from workers.jobs import UnknownDestination, forward, reset_runtime
+from workers import deadletters
+from workers.jobs import forward, reset_runtime
 from workers.worker import run_worker
 
 
@@ -34,9 +35,12 @@ def test_forward_to_log_writes_the_event(caplog, worker_env):
     assert line["readings"] == [{"at": "2024-05-29T10:34:03.970415Z", "temperature_c": 27.05}]
 
 
-def test_unknown_destination_fails_loudly(worker_env):
-    with pytest.raises(UnknownDestination):
-        forward("pigeon", {}, 0.0)
+def test_a_destination_this_worker_lacks_becomes_a_dead_letter(worker_env, redis: Redis):
+    """A job for a destination the worker is not configured for (web and worker configured
+    differently) is kept, with the reason, for a replay once the worker has it."""
+    assert forward("pigeon", json.loads(dt_body(event_id="p1")), 0.0) == "dead-letter:destination-not-configured"
+    [letter] = deadletters.list_dead(redis)
+    assert (letter.key, letter.reason, letter.event_id) == ("pigeon-p1", "destination-not-configured", "p1")
 
 
 def test_worker_drains_the_queue(redis: Redis, redis_server, caplog, worker_env):
@@ -225,3 +229,25 @@ def test_a_job_abandoned_by_a_killed_worker_is_retried_not_failed(redis: Redis, 
     started.cleanup()
     assert redis.zcard("rq:failed:dt-forward") == 0
     assert job.id in ScheduledJobRegistry(queue=queue).get_job_ids()  # back in 10 s
+
+
+class _BrokenDestination:
+    """A destination whose code fails on the event: a bug, or an input nobody foresaw."""
+
+    name = "moost"
+
+    def deliver(self, push, *, event_id, now, replay=False, deadline=None):
+        raise ValueError("invalid header value b'Bearer token-that-must-not-leak\\r\\n'")
+
+
+def test_an_error_while_handling_an_event_is_a_dead_letter_not_a_crash(redis: Redis):
+    from workers.jobs import Forwarder
+
+    forwarder = Forwarder(redis=redis, destinations={"moost": _BrokenDestination()}, retry_schedule_s=(1,),
+                          job_timeout_s=20)  # fmt: skip
+    result = forwarder.forward("moost", json.loads(dt_body(event_id="bug1")), 1.0)
+    assert result == "dead-letter:worker-error:ValueError"
+    [letter] = deadletters.list_dead(redis)
+    assert letter.reason == "worker-error:ValueError"
+    assert "deliver" in letter.excerpt and "test_worker.py" in letter.excerpt
+    assert "token-that-must-not-leak" not in repr(redis.hgetall(f"dt:dead:{letter.key}"))
