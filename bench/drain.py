@@ -6,13 +6,14 @@ keep-alive, counting eventIds). Events
 are queued exactly as the receiver queues them (``connector.enqueue.Enqueuer``, one job
 per event for destination ``moost``).
 
-1. **Drain ratio** — one ``SimpleWorker`` process (the class the worker pool runs)
-   forwarding N events to the stand-in, against the same worker class running N no-op
-   jobs, in the same run. Target ≥ 0.8.
+1. **Drain ratio** — one worker process as the Procfile runs it (``workers.runner``, default
+   ``WORKER_THREADS``) forwarding N events to the stand-in, against RQ's own ``SimpleWorker``
+   running N no-op jobs, in the same run. Target ≥ 0.8. Also shown: the same runner on one
+   thread, and the runner running the no-op jobs.
 2. **Latency hiding** — the stand-in answers every request after 50 ms; the Procfile's
-   worker command (``dt-connector worker``, default ``WORKER_PROCESSES``) forwards N
-   events. Target ≥ 200 events/s within a Standard-1X dyno's 512 MB (RSS of the whole
-   process tree is sampled; shared pages are counted once per process, so it overstates).
+   worker command (``dt-connector worker``, defaults) forwards N events. Target ≥ 200
+   events/s within a Standard-1X dyno's 512 MB (PSS of the process tree) and within the
+   connection budget (peak Redis connections by client name, sampled every 20 ms).
 3. **Backlog** — 50,000 queued events (what DT redelivers after a long outage) drained
    by the Procfile worker: time, events/s, and every eventId checked at the stand-in.
 
@@ -28,6 +29,7 @@ import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -44,6 +46,7 @@ REPO = Path(__file__).resolve().parents[1]
 CUSTOMER = "656730be2bc9719e6e5ed51d"
 QUEUE = "dt-forward"
 PROCESSES: int | None = None  # --processes; None = the Procfile default
+THREADS: int | None = None  # --threads; None = the default
 
 
 def noop(*args: Any) -> str:
@@ -105,28 +108,42 @@ def worker_env(redis_url: str, standin: LeanStandIn, processes: int | None = Non
     }
     if processes is not None:
         env["WORKER_PROCESSES"] = str(processes)
+    if THREADS is not None:
+        env["WORKER_THREADS"] = str(THREADS)
     return env
 
 
-_SIMPLE_WORKER = """
+_RQ_SIMPLE_WORKER = """
 import sys, time
 from redis import Redis
-from rq import Queue
+from rq import Queue, SimpleWorker
 from rq.serializers import JSONSerializer
-from workers.worker import ConnectorWorker  # the class the Procfile worker's pool runs
 r = Redis.from_url(sys.argv[1])
 q = Queue("dt-forward", connection=r, serializer=JSONSerializer)
 n = q.count
 t = time.perf_counter()
-ConnectorWorker([q], connection=r, serializer=JSONSerializer).work(burst=True, logging_level="ERROR")
+SimpleWorker([q], connection=r, serializer=JSONSerializer).work(burst=True, logging_level="ERROR")
+print(n, time.perf_counter() - t)
+"""
+
+_RUNNER = """
+import sys, time
+from redis import Redis
+from connector.config import Settings
+from workers.worker import build_runner
+settings = Settings.from_env()
+n = Redis.from_url(settings.redis_url).llen("rq:queue:dt-forward")
+runner = build_runner(settings, burst=True)
+t = time.perf_counter()
+runner.run()
 print(n, time.perf_counter() - t)
 """
 
 
-def run_simple_worker(env: dict[str, str], redis_url: str) -> float:
-    """Jobs per second of one SimpleWorker process draining the queue."""
+def jobs_per_second(script: str, env: dict[str, str], redis_url: str) -> float:
+    """Jobs per second of one worker process draining the queue (``script`` prints count, seconds)."""
     out = subprocess.run(
-        [sys.executable, "-c", _SIMPLE_WORKER, redis_url], env=env, capture_output=True, text=True, check=True
+        [sys.executable, "-c", script, redis_url], env=env, capture_output=True, text=True, check=True
     ).stdout.split()
     return int(out[0]) / float(out[1])
 
@@ -136,20 +153,35 @@ def drain_ratio(redis: Redis, url: str, standin: LeanStandIn, events: int, round
     from rq.serializers import JSONSerializer
 
     env = worker_env(url, standin)
-    forward_rates, noop_rates = [], []
-    for r in range(rounds):
+    one_thread = {**env, "WORKER_THREADS": "1"}
+    rates: dict[str, list[float]] = {"forward": [], "forward_1_thread": [], "noop_rq": [], "noop_runner": []}
+
+    def noop_jobs() -> None:
         redis.flushall()
         queue = Queue(QUEUE, connection=redis, serializer=JSONSerializer)
         for n in range(events):
             queue.enqueue("bench.drain.noop", n, result_ttl=RESULT_TTL_S)  # as the receiver queues jobs
-        noop_rates.append(run_simple_worker(env, url))
+
+    for r in range(rounds):
+        noop_jobs()
+        rates["noop_rq"].append(jobs_per_second(_RQ_SIMPLE_WORKER, env, url))
+        noop_jobs()
+        rates["noop_runner"].append(jobs_per_second(_RUNNER, env, url))
         redis.flushall()
         fill(redis, events, f"d{r}x")
-        forward_rates.append(run_simple_worker(env, url))
-    forward, baseline = statistics.median(forward_rates), statistics.median(noop_rates)
-    print(f"drain ratio: forward {forward:.0f} ev/s, no-op {baseline:.0f} jobs/s (medians of {rounds})")
-    print(f"  ratio {forward / baseline:.3f} (target >= 0.8)")
-    return {"forward_eps": forward, "noop_jps": baseline, "ratio": forward / baseline}
+        rates["forward"].append(jobs_per_second(_RUNNER, env, url))
+        redis.flushall()
+        fill(redis, events, f"d{r}y")
+        rates["forward_1_thread"].append(jobs_per_second(_RUNNER, one_thread, url))
+    med = {name: statistics.median(values) for name, values in rates.items()}
+    print(
+        f"drain ratio (medians of {rounds}): forward {med['forward']:.0f} ev/s (1 thread: "
+        f"{med['forward_1_thread']:.0f}); RQ SimpleWorker no-op {med['noop_rq']:.0f} jobs/s (runner no-op: "
+        f"{med['noop_runner']:.0f})"
+    )
+    print(f"  ratio {med['forward'] / med['noop_rq']:.3f} (target >= 0.8); on one thread "
+          f"{med['forward_1_thread'] / med['noop_rq']:.3f}")  # fmt: skip
+    return {**{f"{k}_per_s": v for k, v in med.items()}, "ratio": med["forward"] / med["noop_rq"]}
 
 
 def run_procfile_worker(redis: Redis, url: str, standin: LeanStandIn, events: int, tag: str) -> dict[str, float]:
@@ -165,6 +197,7 @@ def run_procfile_worker(redis: Redis, url: str, standin: LeanStandIn, events: in
     )
     peak_rss = peak_pss = 0
     first_delivery: float | None = None
+    connections = ConnectionSampler(url)
     try:
         while True:
             stats = standin.stats()
@@ -186,6 +219,7 @@ def run_procfile_worker(redis: Redis, url: str, standin: LeanStandIn, events: in
         elapsed = finished - started  # includes the workers' start-up
         steady = finished - (first_delivery or started)
     finally:
+        connections.stop()
         worker.terminate()
         worker.wait(timeout=40)
     stats = standin.stats()
@@ -199,8 +233,31 @@ def run_procfile_worker(redis: Redis, url: str, standin: LeanStandIn, events: in
         "steady_events_per_s": unique / steady if steady > 0 else 0.0,
         "peak_rss_mb": peak_rss / 2**20,
         "peak_pss_mb": peak_pss / 2**20,
+        "peak_redis_connections": connections.peak,
         "left_in_queue": int(redis.llen(f"rq:queue:{QUEUE}")),
     }
+
+
+class ConnectionSampler:
+    """Samples ``CLIENT LIST`` every 20 ms in a thread; ``peak`` is the most worker connections seen."""
+
+    def __init__(self, url: str) -> None:
+        self.peak = 0
+        self._probe = Redis.from_url(url, client_name="bench-probe")
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._done.is_set():
+            names = [c.get("name", "") for c in self._probe.client_list()]
+            self.peak = max(self.peak, sum(1 for n in names if n != "bench-probe"))
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join(timeout=5)
+        self._probe.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -211,12 +268,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--processes", type=int, help="WORKER_PROCESSES for the Procfile worker (default: its own)")
+    parser.add_argument("--threads", type=int, help="WORKER_THREADS (default: its own)")
     args = parser.parse_args(argv)
-    global PROCESSES
-    PROCESSES = args.processes
+    global PROCESSES, THREADS
+    PROCESSES, THREADS = args.processes, args.threads
     results: dict[str, Any] = {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
     with EmbeddedRedis() as embedded:
-        redis = Redis.from_url(embedded.url)
+        redis = Redis.from_url(embedded.url, client_name="bench-probe")  # not counted as the worker's
         if args.only in (None, "ratio"):
             standin = LeanStandIn()
             try:
@@ -235,8 +293,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"latency hiding (50 ms downstream): {figures['steady_events_per_s']:.0f} events/s from first "
                 f"delivery ({figures['events_per_s']:.0f} including start-up), "
                 f"{figures['unique_event_ids']}/{figures['events']} delivered, peak PSS "
-                f"{figures['peak_pss_mb']:.0f} MB (RSS {figures['peak_rss_mb']:.0f}) "
-                "(target >= 200 ev/s within 512 MB)"
+                f"{figures['peak_pss_mb']:.0f} MB (RSS {figures['peak_rss_mb']:.0f}), "
+                f"{figures['peak_redis_connections']} Redis connections at peak "
+                "(target >= 200 ev/s within 512 MB and the connection budget)"
             )
         if args.only in (None, "backlog"):
             redis.flushall()

@@ -10,7 +10,8 @@ Measured as the growth of Redis's ``used_memory`` while N realistic pushes (``be
 3. a finished job (kept ``RESULT_TTL_S`` after delivery) and a dead letter (kept 14 days).
 
 Then prints a sizing table: events per day → memory in steady state → smallest Heroku
-Redis plan with headroom for a backlog.
+Redis plan with headroom for a backlog, beside the connections the default formation (one web
+dyno, one worker dyno) can open, from the settings' bounds.
 
     python -m bench.redis_budget               # 20 000 events
 """
@@ -29,9 +30,9 @@ from connector.enqueue import Enqueuer
 from connector.rqjob import RESULT_TTL_S, JobTemplate
 
 QUEUE = "dt-forward"
-PLANS_MB = (("mini", 25), ("premium-0", 50), ("premium-1", 100), ("premium-2", 250), ("premium-3", 500),
-            ("premium-5", 1000), ("premium-7", 7000))  # fmt: skip
-"""Heroku Key-Value Store plans and their memory (MB), as Heroku listed them in 2026."""
+PLANS = (("mini", 25, 20), ("premium-0", 50, 40), ("premium-1", 100, 80), ("premium-2", 250, 200),
+         ("premium-3", 500, 400), ("premium-5", 1000, 1000), ("premium-7", 7000, 10_000))  # fmt: skip
+"""Heroku Key-Value Store plans: (name, memory MB, connections), as Heroku listed them in 2026."""
 
 
 def used(redis: Redis) -> int:
@@ -68,15 +69,11 @@ def measure_finished(redis: Redis, url: str, count: int) -> float:
     import logging
     import os
 
-    from rq import Queue
-    from rq.serializers import JSONSerializer
-
-    from workers.jobs import reset_runtime
-    from workers.worker import ConnectorWorker
+    from connector.config import Settings
+    from workers.worker import build_runner
 
     os.environ.update({"REDIS_URL": url, "DT_SIGNATURE_SECRET": "s" * 32, "CONNECTOR_DESTINATIONS": "log"})
     logging.getLogger("workers").setLevel(logging.WARNING)
-    reset_runtime()
     _, marker = measure(redis, count, ("log",))
     redis.flushall()
     measure_queue = Enqueuer(
@@ -88,8 +85,7 @@ def measure_finished(redis: Redis, url: str, count: int) -> float:
     for i in range(count):
         body = factory.push(i)[0]
         measure_queue.enqueue(json.loads(body)["event"]["eventId"], body, received_at=time.time())
-    queue = Queue(QUEUE, connection=redis, serializer=JSONSerializer)
-    ConnectorWorker([queue], connection=redis, serializer=JSONSerializer).work(burst=True, logging_level="ERROR")
+    build_runner(Settings.from_env(), burst=True).run()  # the worker process as the Procfile runs it
     return (used(redis) - before) / count - marker
 
 
@@ -128,14 +124,32 @@ def main() -> None:
     print(f"  finished job (kept RESULT_TTL_S={RESULT_TTL_S} s):       {finished:7.0f} bytes (job, result, registry)")
     print(f"  dead letter (kept 14 days, full excerpt):   {dead_letter:7.0f} bytes")
     print()
-    print("sizing, two destinations, 24 h dedupe window, room for a 12 h backlog of undelivered jobs:")
-    print(f"{'events/day':>12} {'markers MB':>11} {'12h backlog MB':>15} {'total MB':>9}  plan")
+    connections = formation_connections()
+    print(f"connections of the default formation (one web, one worker dyno, at most): {connections}")
+    print("sizing, two destinations, 24 h dedupe window, room for a 12 h backlog of undelivered jobs,")
+    print("memory and connections each at most 80 % of the plan's:")
+    print(f"{'events/day':>12} {'markers MB':>11} {'12h backlog MB':>15} {'total MB':>9}  plan (connections)")
     for per_day in (10_000, 100_000, 500_000, 1_000_000, 5_000_000):
         markers_mb = per_day * marker / 1e6
         backlog_mb = per_day / 2 * (two_queued - marker) / 1e6
         total = markers_mb + backlog_mb
-        plan = next((name for name, mb in PLANS_MB if total <= 0.8 * mb), "larger than premium-7")
+        plan = next(
+            (f"{name} ({connections} of {limit})" for name, mb, limit in PLANS
+             if total <= 0.8 * mb and connections <= 0.8 * limit),
+            "larger than premium-7",
+        )  # fmt: skip
         print(f"{per_day:>12,} {markers_mb:>11.1f} {backlog_mb:>15.1f} {total:>9.1f}  {plan}")
+
+
+def formation_connections() -> int:
+    """Redis connections one web and one worker dyno open at most with the default settings."""
+    from connector import web_redis_connections
+    from connector.config import Settings
+    from workers.worker import redis_connections_per_dyno
+
+    settings = Settings(redis_url="redis://unused", insecure_skip_verify=True)
+    web_processes = 2  # WEB_CONCURRENCY on a 512 MB dyno
+    return web_processes * web_redis_connections(settings) + redis_connections_per_dyno(settings)
 
 
 if __name__ == "__main__":

@@ -238,3 +238,24 @@ def test_jobs_rq_filed_as_failed_become_dead_letters(redis: Redis, redis_server,
 )
 def test_ledger_field_of_what_the_job_returned(result: object, field: str):
     assert ledger_field(result) == field
+
+
+def test_event_ids_that_used_to_share_a_job_id_are_each_delivered_once(redis: Redis, redis_server, moost: StandIn):
+    """On main, an unsafe eventId and a safe one spelling its hashed form shared a job id: one
+    event was lost and the other delivered twice."""
+    import hashlib
+
+    from connector.rqjob import job_id
+
+    unsafe = "a:b/c d"
+    spelled = [
+        "h" + hashlib.sha256(unsafe.encode()).hexdigest()[:40],  # the old hashed form
+        job_id("moost", unsafe).removeprefix("moost-"),  # today's
+    ]
+    settings = moost_settings(redis_server.url, moost)
+    push_events(settings, unsafe, *spelled)
+    assert len(set(redis.lrange("rq:queue:dt-forward", 0, -1))) == 3
+    assert build_runner(settings, burst=True).run() == 0
+    keys = posted(moost)
+    assert sorted(keys) == sorted(["a:b/c%20d", *spelled])  # each once (the unsafe one percent-encoded)
+    assert account(redis) == JobAccount(created=3, delivered=3)
