@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "worker":
             from workers.worker import run_worker
 
-            return run_worker(checked_settings(os.environ), burst=args.burst)
+            return run_worker(Settings.from_env(), burst=args.burst)  # checks the mapping before it starts
         if args.command == "failed":
             from workers.failed_cli import run as run_failed
 
@@ -105,14 +105,10 @@ def checked_settings(environ: Mapping[str, str]) -> Settings:
 
 
 def _checked(environ: Mapping[str, str]) -> tuple[Settings, WorkerMapping]:
-    from workers.mapping import MappingError, load_mapping
+    from workers.mapping import checked_mapping
 
     settings = Settings.from_env(environ)
-    try:
-        mapping = load_mapping(settings.mapping_path)
-    except MappingError as exc:
-        raise ConfigError(f"CONNECTOR_MAPPING: {exc}") from None
-    return settings, mapping
+    return settings, checked_mapping(settings.mapping_path)
 
 
 def check_config() -> int:

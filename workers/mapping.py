@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from connector.errors import ConfigError
 from workers.readings import EXTRACTORS, VALUE_NAMES
 
 DEFAULT_MAPPING_PATH = Path(__file__).with_name("mapping.toml")
@@ -180,8 +181,20 @@ def load_mapping(path: Path | str | None = None) -> Mapping:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise MappingError(f"CONNECTOR_MAPPING: cannot read {path}: {exc.strerror}") from None
+        raise MappingError(f"cannot read {path}: {exc.strerror}") from None
     return parse_mapping(text, source=str(path))
+
+
+def checked_mapping(path: Path | str | None = None) -> Mapping:
+    """``load_mapping``, failing as a configuration error (what check-config, web and worker print).
+
+    Raises:
+        ConfigError: ``CONNECTOR_MAPPING: <what is wrong, naming the key>``.
+    """
+    try:
+        return load_mapping(path)
+    except MappingError as exc:
+        raise ConfigError(f"CONNECTOR_MAPPING: {exc}") from None
 
 
 def parse_mapping(text: str, *, source: str = "mapping") -> Mapping:

@@ -212,10 +212,9 @@ class Runner:
         self.scheduler = _Scheduler(queue_name, connection=redis)
         self.dequeue_redis = dequeue_redis
         self._free = threading.Semaphore(threads)
-        self._work: queues.SimpleQueue[str | None] = queues.SimpleQueue()
+        self._work_items: queues.SimpleQueue[str | None] = queues.SimpleQueue()
         self._in_flight = 0
         self._lock = threading.Lock()
-        self._local = threading.local()
         self._stopping = threading.Event()
         self._halt = threading.Event()  # stops the supervisor, after the job threads
         self._stop_at: float | None = None
@@ -225,13 +224,14 @@ class Runner:
 
     def run(self) -> int:
         """Work until stopped (or, with ``burst``, until the queue is empty); the exit status."""
-        version = tuple(int(part) for part in str(self.redis.info("server")["redis_version"]).split(".")[:2])
-        if version < (6, 2):
-            shown = ".".join(map(str, version))
-            log.error("Redis %s is too old: RQ's dequeue needs BLMOVE (Redis 6.2 or newer)", shown)
-            return 1
-        self.worker.register_birth()
         previous = self._install_signal_handlers()
+        try:
+            refused = self._register()
+            return refused if refused is not None else self._work()
+        finally:
+            self._restore(previous)
+
+    def _work(self) -> int:
         job_threads = [
             threading.Thread(target=self._job_thread, name=f"job-{n}", daemon=True) for n in range(self.threads)
         ]
@@ -247,13 +247,29 @@ class Runner:
         finally:
             clean = self._wait_for_jobs()
             for _ in job_threads:
-                self._work.put(None)
+                self._work_items.put(None)
             self._halt.set()
             supervisor.join(timeout=5)
             self._release()
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
         return 0 if clean else 1
+
+    def _register(self) -> int | None:
+        """Register with RQ once Redis answers (waiting for it); an exit status if the run must not go on."""
+        pause = 0.5
+        while not self._stopping.is_set():
+            try:
+                server = str(self.redis.info("server")["redis_version"])
+                if tuple(int(part) for part in server.split(".")[:2]) < (6, 2):
+                    log.error("Redis %s is too old: RQ's dequeue needs BLMOVE (Redis 6.2 or newer)", server)
+                    return 1
+                self.worker.register_birth()
+                self._redis_back()
+                return None
+            except RedisError as exc:
+                self._redis_failed(exc)
+                self._stopping.wait(pause)
+                pause = min(pause * 2, 5.0)
+        return 0  # stopped before it started
 
     def _dispatch(self) -> None:
         backoff = 0.5
@@ -281,7 +297,7 @@ class Runner:
                 continue
             with self._lock:
                 self._in_flight += 1
-            self._work.put(job_id)
+            self._work_items.put(job_id)
 
     def _next_job_id(self) -> str | None:
         """The next job id, moved to RQ's intermediate queue; None when the queue stayed empty."""
@@ -308,7 +324,7 @@ class Runner:
 
     def _job_thread(self) -> None:
         worker = self._job_worker()
-        while (job_id := self._work.get()) is not None:
+        while (job_id := self._work_items.get()) is not None:
             try:
                 self._perform(worker, job_id)
             finally:
@@ -407,6 +423,11 @@ class Runner:
         if threading.current_thread() is not threading.main_thread():
             return {}
         return {signum: signal.signal(signum, self._on_signal) for signum in (signal.SIGTERM, signal.SIGINT)}
+
+    @staticmethod
+    def _restore(previous: dict[int, Any]) -> None:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.stop(reason=signal.Signals(signum).name)

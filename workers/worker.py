@@ -26,7 +26,7 @@ from connector.config import Settings
 from connector.logs import configure as configure_logging
 from connector.redis_conn import connect
 from workers.jobs import Forwarder, install
-from workers.mapping import load_mapping
+from workers.mapping import checked_mapping
 from workers.runner import DEQUEUE_WAIT_S, STOP_GRACE_S, Runner
 
 log = logging.getLogger("workers")
@@ -52,10 +52,10 @@ def run_worker(settings: Settings, *, burst: bool = False) -> int:
     """Run the worker dyno until stopped (or, with ``burst``, until the queue is empty); exit status.
 
     Raises:
-        MappingError: the mapping is invalid (nothing was started).
+        ConfigError: the mapping is invalid (nothing was started), with check-config's message.
     """
     configure_logging()
-    load_mapping(settings.mapping_path)  # fail fast, before any process starts
+    checked_mapping(settings.mapping_path)  # fail fast, before any process starts
     if settings.worker_processes == 1:
         return run_process(settings, burst=burst)
     return _supervise(settings, burst=burst)

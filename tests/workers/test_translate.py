@@ -318,8 +318,14 @@ class TestMapping:
         assert "not in the mapping" in info.value.detail
 
     def test_unreadable_file_names_the_variable(self, tmp_path):
-        with pytest.raises(MappingError, match="CONNECTOR_MAPPING"):
+        from connector.errors import ConfigError
+        from workers.mapping import checked_mapping
+
+        with pytest.raises(MappingError, match="cannot read .*missing.toml"):
             load_mapping(tmp_path / "missing.toml")
+        # What check-config, web and worker print: the variable, once.
+        with pytest.raises(ConfigError, match="^CONNECTOR_MAPPING: cannot read .*missing.toml"):
+            checked_mapping(tmp_path / "missing.toml")
 
 
 def test_pure_modules_do_no_io():
