@@ -27,8 +27,15 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 
-def run_in_terminal(argv: list[str], env: dict[str, str], *, timeout: float = 60) -> tuple[int, str]:
-    """Run ``argv`` with a pseudo-terminal as its stdin, stdout and stderr; (exit status, output)."""
+def run_in_terminal(
+    argv: list[str], env: dict[str, str], *, timeout: float = 60, finished: str | None = None
+) -> tuple[int | None, str]:
+    """Run ``argv`` with a pseudo-terminal as its stdin, stdout and stderr; (exit status, output).
+
+    With ``finished``, a line that says the work is done: a process still running 3 s after it
+    is stopped and its status is None (RQ's own workers can linger up to a minute on exit, joining
+    their pub/sub thread: rq/rq#1613).
+    """
     pid, fd = pty.fork()
     if pid == 0:  # the child
         os.chdir(ROOT)
@@ -37,6 +44,9 @@ def run_in_terminal(argv: list[str], env: dict[str, str], *, timeout: float = 60
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
+            if finished and finished.encode() in output:
+                deadline = min(deadline, time.monotonic() + 3)
+                finished = None
             ready, _, _ = select.select([fd], [], [], 0.2)
             if not ready:
                 continue
@@ -53,7 +63,7 @@ def run_in_terminal(argv: list[str], env: dict[str, str], *, timeout: float = 60
     if waited == 0:
         os.kill(pid, 9)
         os.waitpid(pid, 0)
-        raise AssertionError(f"{argv[1:3]} did not finish in {timeout} s:\n{output.decode(errors='replace')}")
+        return None, output.decode(errors="replace")
     return os.waitstatus_to_exitcode(status), output.decode(errors="replace")
 
 
@@ -63,6 +73,8 @@ MODES = {
     "rq worker-pool": ["rq", "worker-pool", "--burst", "-S", "json", "-n", "2"],
     "dt-connector worker --burst": ["dt-connector", "worker", "--burst"],
 }
+FINISHED = {"rq worker": "done, quitting", "rq worker-pool": "All workers stopped, exiting"}
+"""What RQ's own modes print when their work is done (they may then linger: rq/rq#1613)."""
 
 
 @pytest.mark.parametrize("mode", list(MODES))
@@ -83,8 +95,12 @@ def test_the_receivers_jobs_run_in_every_rq_mode_on_a_terminal(mode: str, redis:
         "WORKER_THREADS": "2",
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
     }
-    status, output = run_in_terminal(argv, env)
-    assert status == 0, output
+    if program == "rq":
+        status, output = run_in_terminal(argv, env, finished=FINISHED[" ".join(MODES[mode][:2])])
+        assert status in (0, None), output
+    else:
+        status, output = run_in_terminal(argv, env, timeout=20)
+        assert status == 0, output  # ours exits as soon as the queue is empty
     assert "Traceback" not in output and "Error" not in output, output
     assert redis.llen("rq:queue:dt-forward") == 0 and redis.llen("rq:queue:dt-forward:intermediate") == 0
     assert redis.zcard("rq:failed:dt-forward") == 0

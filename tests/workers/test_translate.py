@@ -321,10 +321,10 @@ class TestMapping:
         from connector.errors import ConfigError
         from workers.mapping import checked_mapping
 
-        with pytest.raises(MappingError, match="cannot read .*missing.toml"):
+        with pytest.raises(MappingError, match=r"cannot read .*missing\.toml"):
             load_mapping(tmp_path / "missing.toml")
         # What check-config, web and worker print: the variable, once.
-        with pytest.raises(ConfigError, match="^CONNECTOR_MAPPING: cannot read .*missing.toml"):
+        with pytest.raises(ConfigError, match=r"^CONNECTOR_MAPPING: cannot read .*missing\.toml"):
             checked_mapping(tmp_path / "missing.toml")
 
 
