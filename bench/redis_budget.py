@@ -143,13 +143,12 @@ def main() -> None:
 
 def formation_connections() -> int:
     """Redis connections one web and one worker dyno open at most with the default settings."""
-    from connector import web_redis_connections
     from connector.config import Settings
     from workers.worker import redis_connections_per_dyno
 
     settings = Settings(redis_url="redis://unused", insecure_skip_verify=True)
     web_processes = 2  # WEB_CONCURRENCY on a 512 MB dyno
-    return web_processes * web_redis_connections(settings) + redis_connections_per_dyno(settings)
+    return web_processes * settings.web_threads + redis_connections_per_dyno(settings)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from flask import Flask, Response
 from redis import Redis
 from werkzeug.exceptions import HTTPException
 
-from connector.config import WEB_REDIS_CONNECTIONS, Settings
+from connector.config import Settings
 from connector.enqueue import Enqueuer
 from connector.jwks import JwksKeyStore
 from connector.logs import AccessLog
@@ -35,11 +35,6 @@ class Receiver:
     redis: Redis
     enqueuer: Enqueuer
     access_log: AccessLog
-
-
-def web_redis_connections(settings: Settings) -> int:
-    """The most Redis connections one web process opens."""
-    return min(settings.web_threads, WEB_REDIS_CONNECTIONS)
 
 
 def build_policy(settings: Settings, *, key_store: JwksKeyStore | None = None) -> VerificationPolicy:
@@ -83,13 +78,13 @@ def create_app(
     settings = settings or Settings.from_env()
     if configure_logs:
         configure_logging()
-    # A bounded pool: the web dyno's share of the Redis plan's connection limit is
-    # WEB_CONCURRENCY x min(GUNICORN_THREADS, WEB_REDIS_CONNECTIONS), whatever the load.
+    # A bounded pool, one connection per request thread: the web dyno's share of the Redis
+    # plan's connection limit is WEB_CONCURRENCY x GUNICORN_THREADS, whatever the load.
     redis = connect(
         settings.redis_url,
         timeout_s=settings.redis_timeout_s,
         tls_verify=settings.redis_tls_verify,
-        max_connections=web_redis_connections(settings),
+        max_connections=settings.web_threads,
         client_name="dt-web",
     )
     enqueuer = build_enqueuer(settings, redis)

@@ -117,7 +117,6 @@ def check_config() -> int:
     Raises:
         ConfigError: naming the variable or mapping key at fault.
     """
-    from connector import web_redis_connections
     from workers.worker import WORK_CONNECTIONS, redis_connections_per_dyno
 
     settings, mapping = _checked(os.environ)
@@ -129,10 +128,10 @@ def check_config() -> int:
     if span_h < 12:
         print("warning: RETRY_SCHEDULE_S gives up within DT's 12 h redelivery window", file=sys.stderr)
     web_processes = int(os.environ.get("WEB_CONCURRENCY", "2"))
-    per_process = web_redis_connections(settings)
-    web, worker = web_processes * per_process, redis_connections_per_dyno(settings)
+    web, worker = web_processes * settings.web_threads, redis_connections_per_dyno(settings)
     print(
-        f"Redis connections at most: {web} per web dyno (WEB_CONCURRENCY {web_processes} x {per_process}), "
+        f"Redis connections at most: {web} per web dyno (WEB_CONCURRENCY {web_processes} x GUNICORN_THREADS "
+        f"{settings.web_threads}), "
         f"{worker} per worker dyno (WORKER_PROCESSES {settings.worker_processes} x (1 + {WORK_CONNECTIONS})); "
         f"{web + worker} for one of each (Heroku Key-Value Store mini allows 20)"
     )

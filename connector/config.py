@@ -57,12 +57,9 @@ DEFAULT_WORKER_THREADS = 16
 hide 50 ms of downstream latency at well over 200 events/s per process."""
 
 DEFAULT_WEB_THREADS = 4
-"""Threads per gunicorn worker process (``GUNICORN_THREADS``)."""
-
-WEB_REDIS_CONNECTIONS = 3
-"""Most Redis connections one web process opens (fewer with fewer threads). A push holds one for
-a single round trip, so a fourth thread rarely waits, and the web dyno stays within its share of a
-small plan's connection limit."""
+"""Threads per gunicorn worker process (``GUNICORN_THREADS``); also the most Redis connections
+the process opens, one per thread: a push that waited for a connection cost 15 % of the
+receiver's throughput with 3 connections for 4 threads (bench.ingress, 2026-12-04)."""
 
 DEFAULT_MOOST_BASE_URL = "https://api.moost.io"
 DEFAULT_SPOT_BASE_URL = "https://dev-api.spot.ai"

