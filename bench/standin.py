@@ -20,6 +20,7 @@ import asyncio
 import json
 import multiprocessing
 import random
+import signal
 import socket
 import time
 
@@ -92,6 +93,9 @@ async def _serve(sock: socket.socket, delay_s: float, faults: tuple[float, float
 
 
 def _run(sock: socket.socket, delay_s: float, faults: tuple[float, float, float, int]) -> None:
+    # A forked child inherits its parent's signal handlers (a test may have run an RQ worker in
+    # the parent); ``close()`` must simply end this process.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     asyncio.run(_serve(sock, delay_s, faults))
 
 

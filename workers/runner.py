@@ -69,9 +69,21 @@ this of its execution expiring, and a stranded one within this of RQ's 60 s inte
 STOP_GRACE_S = 20.0
 """After SIGTERM, jobs in flight have this long; Heroku sends SIGKILL at 30 s."""
 
-EXECUTION_MARGIN_S = 10
-"""A job's execution record expires this long after its timeout: if the process dies, the job
-is seen as abandoned (and retried) that soon, not after RQ's job timeout + 60 s."""
+EXECUTION_MARGIN_S = 30
+"""A job's execution record expires this long after its timeout: if the process dies, the job is
+seen as abandoned (and retried) that soon, not after RQ's job timeout + 60 s. The margin covers
+what a live job may still spend after its deadline: waiting out a Redis outage (8 s) and for a
+pooled connection, so a slow but living job is not taken for a dead one."""
+
+SETTLE_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 1 and redis.call('HSETNX', KEYS[1], 'dt_settled', ARGV[1]) == 1 then
+  return redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
+end
+return 0
+"""
+"""Counts a job's outcome in the ledger once per job, however often RQ files its success (a job
+re-run after its worker seemed dead, a transaction retried after a dropped reply). Sent with EVAL
+inside RQ's MULTI: a script cache emptied by a Redis restart cannot make it fail."""
 
 _EXIT_AFTER_GRACE_S = 2.0
 """How long past the grace the process waits for a job thread that ignores its deadline."""
@@ -98,7 +110,7 @@ class JobThreadWorker(SimpleWorker):
       stranded-job mark), in the same transaction that records its execution, so a job is never
       counted in both places;
     * the job ledger (``connector.rqjob.JOB_LEDGER``) counts the job's outcome inside the
-      transaction in which RQ files the success, so a job is counted exactly once;
+      transaction in which RQ files the success, once per job (``SETTLE_LUA``);
     * RQ's success and retry handling wait out a short Redis outage (``while_redis_recovers``)
       rather than leave the job to be re-run;
     * no SIGALRM death penalty (``_NoDeathPenalty``);
@@ -111,7 +123,7 @@ class JobThreadWorker(SimpleWorker):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._settling: str | None = None
+        self._settling: tuple[str, str] | None = None  # (job key, ledger field) while RQ files a success
 
     def _set_connection(self, connection: Redis) -> Redis:
         return connection
@@ -134,7 +146,7 @@ class JobThreadWorker(SimpleWorker):
 
     def handle_job_success(self, job: Job, queue: Queue, started_job_registry: StartedJobRegistry) -> None:
         # What the job returned (RQ keeps it on the job before filing the success).
-        self._settling = ledger_field(getattr(job, "_result", None))
+        self._settling = (job.key, ledger_field(getattr(job, "_result", None)))
         execution = self.execution
 
         def attempt() -> None:
@@ -160,7 +172,8 @@ class JobThreadWorker(SimpleWorker):
     def increment_successful_job_count(self, pipeline: Any = None) -> None:
         super().increment_successful_job_count(pipeline=pipeline)
         if pipeline is not None and self._settling is not None:  # inside RQ's success transaction
-            pipeline.hincrby(JOB_LEDGER, self._settling, 1)
+            job_key, field = self._settling
+            pipeline.eval(SETTLE_LUA, 2, job_key, JOB_LEDGER, field)
 
 
 def ledger_field(result: object) -> str:

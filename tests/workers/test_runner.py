@@ -259,3 +259,17 @@ def test_event_ids_that_used_to_share_a_job_id_are_each_delivered_once(redis: Re
     keys = posted(moost)
     assert sorted(keys) == sorted(["a:b/c%20d", *spelled])  # each once (the unsafe one percent-encoded)
     assert account(redis) == JobAccount(created=3, delivered=3)
+
+
+def test_a_job_filed_twice_is_counted_once(redis: Redis, redis_server, moost: StandIn):
+    """A job can reach RQ's success handling twice: re-run after its worker looked dead, or a
+    transaction repeated after its reply was lost to a Redis restart. The ledger counts it once
+    (and the downstream got it once: the re-run finds the delivery marked)."""
+    settings = moost_settings(redis_server.url, moost)
+    push_events(settings, "twice1")
+    assert build_runner(settings, burst=True).run() == 0
+    redis.rpush("rq:queue:dt-forward", "moost-twice1")  # the same job, queued again
+    assert build_runner(settings, burst=True).run() == 0
+    assert redis.hget("rq:job:moost-twice1", "status") == b"finished"
+    assert posted(moost) == ["twice1"]
+    assert account(redis) == JobAccount(created=1, delivered=1)
