@@ -85,8 +85,9 @@ return 0
 re-run after its worker seemed dead, a transaction retried after a dropped reply). Sent with EVAL
 inside RQ's MULTI: a script cache emptied by a Redis restart cannot make it fail."""
 
-_EXIT_AFTER_GRACE_S = 2.0
-"""How long past the grace the process waits for a job thread that ignores its deadline."""
+_EXIT_AFTER_GRACE_S = 1.0
+"""How long past the grace the process waits for a job thread that ignores its deadline (the
+dyno's supervisor SIGKILLs what is left 3 s past the grace)."""
 
 
 class _NoDeathPenalty(BaseDeathPenalty):
@@ -262,7 +263,7 @@ class Runner:
             for _ in job_threads:
                 self._work_items.put(None)
             self._halt.set()
-            supervisor.join(timeout=5)
+            supervisor.join(timeout=1.0 if self._stop_at is not None else 5.0)
             self._release()
         return 0 if clean else 1
 

@@ -76,15 +76,26 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
         time.sleep(0.05)
 
 
+@pytest.fixture
+def own_redis() -> Iterator[tuple[EmbeddedRedis, Redis]]:
+    """A Redis server of the test's own: nothing another test started can touch its queue."""
+    server = EmbeddedRedis().start()
+    client = Redis.from_url(server.url)
+    yield server, client
+    client.close()
+    server.stop()
+
+
 @pytest.mark.parametrize(
     "forward_timeout", [None, "25"], ids=["defaults", "FORWARD_TIMEOUT_S=25: the grace cuts requests"]
 )
 def test_sigterm_with_jobs_in_flight_exits_well_within_herokus_30_s(
-    forward_timeout: str | None, redis: Redis, redis_server: EmbeddedRedis, capsys, tmp_path: Path
+    forward_timeout: str | None, own_redis: tuple[EmbeddedRedis, Redis], capsys, tmp_path: Path
 ):
     """Heroku sends SIGTERM to every process of the dyno, then SIGKILL 30 s later. With every job
     thread waiting on a downstream that stalls for a minute, the dyno exits within 25 s and the
     jobs in flight are scheduled for retry, not lost."""
+    redis_server, redis = own_redis
     standin = StandIn()
     standin.script("/auth/token/v1", Reply(200, {"access_token": "t", "expires_in": 3600}))
     standin.script("/events/v1", Reply(201, delay_s=60))
@@ -178,7 +189,8 @@ def test_redis_connections_of_a_web_and_a_worker_dyno_fit_the_mini_plan(tmp_path
     assert peaks["TOTAL"] <= 0.8 * MINI_PLAN_CONNECTIONS
 
 
-def test_a_worker_process_that_dies_is_replaced(redis: Redis, redis_server: EmbeddedRedis, tmp_path: Path):
+def test_a_worker_process_that_dies_is_replaced(own_redis: tuple[EmbeddedRedis, Redis], tmp_path: Path):
+    redis_server, _ = own_redis
     standin = LeanStandIn()
     env = dyno_env(redis_server.url, standin.url)
     dyno = start_dyno(env, log=tmp_path / "worker.log")
