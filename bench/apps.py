@@ -19,8 +19,8 @@ import os
 
 from flask import Flask, Response, request
 
-from connector.config import DEFAULT_REDIS_TIMEOUT_S
 from connector.redis_conn import connect
+from connector.settings import DEFAULT_REDIS_TIMEOUT_S
 
 _JSON = "application/json"
 _ACCEPTED = b'{"status":"accepted"}'

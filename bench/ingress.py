@@ -81,10 +81,10 @@ from typing import IO, Any
 from redis import Redis
 
 from bench.pushes import PATH, PushFactory, write_pool
-from connector.cli import GUNICORN_CONFIG, web_command
-from connector.config import DEFAULT_QUEUE
-from connector.embedded_redis import EmbeddedRedis, free_port
-from connector.rqjob import QUEUE_PREFIX, SEEN_PREFIX
+from connector.cli.main import GUNICORN_CONFIG, web_command
+from connector.dev.embedded_redis import EmbeddedRedis, free_port
+from connector.keys import QUEUE_PREFIX, SEEN_PREFIX
+from connector.settings import DEFAULT_QUEUE
 
 try:
     import psutil  # type: ignore[import-untyped, unused-ignore]

@@ -41,10 +41,10 @@ from redis import Redis
 from bench.apps import create_bare_app, create_durable_min_app
 from bench.pushes import HS_HEADER, PATH, PushFactory
 from connector import create_app
-from connector.config import DEFAULT_QUEUE, Settings
-from connector.embedded_redis import EmbeddedRedis
+from connector.dev.embedded_redis import EmbeddedRedis
+from connector.keys import QUEUE_PREFIX
 from connector.logs import AccessLog
-from connector.rqjob import QUEUE_PREFIX
+from connector.settings import DEFAULT_QUEUE, Settings
 
 Push = tuple[bytes, str]
 

@@ -12,14 +12,14 @@ from flask import Flask, Response
 from redis import Redis
 from werkzeug.exceptions import HTTPException
 
-from connector.config import Settings
-from connector.enqueue import Enqueuer
-from connector.jwks import JwksKeyStore
+from connector.jobspec import JobTemplate
 from connector.logs import AccessLog
 from connector.logs import configure as configure_logging
+from connector.receive.enqueue import Enqueuer
+from connector.receive.signature import VerificationPolicy
+from connector.receive.signing_keys import JwksKeyStore
 from connector.redis_conn import connect
-from connector.rqjob import JobTemplate
-from connector.signature import VerificationPolicy
+from connector.settings import Settings
 
 __all__ = ["Receiver", "create_app"]
 
@@ -100,7 +100,7 @@ def create_app(
         access_log=access_log or AccessLog(flush_interval_s=settings.access_log_flush_ms / 1000),
     )
 
-    from connector.views import bp
+    from connector.receive.views import bp
 
     app.register_blueprint(bp)
 

@@ -19,8 +19,8 @@ from flask.testing import FlaskClient
 from redis import Redis
 
 from connector import create_app
-from connector.config import Settings
-from connector.embedded_redis import EmbeddedRedis
+from connector.dev.embedded_redis import EmbeddedRedis
+from connector.settings import Settings
 
 # Obviously fake test secrets (>= 32 bytes so PyJWT does not warn when it signs with them).
 SECRET = "test-only-secret-0123456789abcdef-not-real"

@@ -15,10 +15,10 @@ from rq import Queue, SimpleWorker
 from rq.serializers import JSONSerializer
 
 from connector import build_enqueuer
-from connector.backfill import CHECKPOINT_PREFIX, parse_duration, split_device_name, window, wrap_history_event
-from connector.commands import run_backfill
-from connector.config import Settings
+from connector.cli.commands import run_backfill
+from connector.dt.backfill import CHECKPOINT_PREFIX, parse_duration, split_device_name, window, wrap_history_event
 from connector.events import parse_push
+from connector.settings import Settings
 from tests.conftest import queued_ids
 from tests.dt_standin import PROJECT, DtStandIn
 from tests.standins import Reply, StandIn

@@ -17,7 +17,7 @@ import requests
 from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from connector.embedded_redis import free_port
+from connector.dev.embedded_redis import free_port
 from tests.conftest import dt_body, sign
 
 pytestmark = pytest.mark.slow

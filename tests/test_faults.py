@@ -38,12 +38,12 @@ import pytest
 from redis import Redis
 
 from bench.standin import LeanStandIn
-from connector.config import DEFAULT_WORKER_PROCESSES, DEFAULT_WORKER_THREADS
-from connector.embedded_redis import EmbeddedRedis, free_port
-from connector.metrics import JobAccount, collect
-from connector.rqjob import CRASH_RETRY_INTERVALS_S
-from connector.send_test import DtSimulator, SendReport
-from connector.simulate import Fleet, build_push
+from connector.dev.embedded_redis import EmbeddedRedis, free_port
+from connector.dev.send_test import DtSimulator, SendReport
+from connector.dev.simulate import Fleet, build_push
+from connector.jobspec import CRASH_RETRY_INTERVALS_S
+from connector.ops.metrics import JobAccount, collect
+from connector.settings import DEFAULT_WORKER_PROCESSES, DEFAULT_WORKER_THREADS
 from tests.conftest import SECRET, SUMMARY_LINES
 from tests.connector.test_server import gunicorn
 

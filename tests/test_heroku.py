@@ -22,7 +22,7 @@ def procfile() -> dict[str, str]:
 
 
 def variables_read_by_the_service() -> set[str]:
-    source = (ROOT / "connector" / "config.py").read_text()
+    source = (ROOT / "connector" / "settings.py").read_text()
     return set(re.findall(r'(?:env\.get|_int|_bool|_url|_float|_name)\((?:env, )?"([A-Z][A-Z0-9_]+)"', source)) | set(
         re.findall(r'"(DT_SERVICE_ACCOUNT_[A-Z_]+|DT_PROJECT_ID)"', source)
     )

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from redis import Redis
 
+from connector import deadletters
 from tests.conftest import dt_body, queued_ids
 from tests.connector.test_server import gunicorn, post
 from tests.workers.samples import push_of
-from workers import deadletters
 
 pytestmark = pytest.mark.slow
 TOKEN = "status-token-0123456789abcdef"

@@ -1,7 +1,7 @@
 """The RQ job: ``forward(destination, push, received_at, replay=False)`` delivers one push to one destination.
 
 Arguments are JSON types only. Every job ends in exactly one of these outcomes (the job
-ledger counts it once, when RQ files the job: see ``workers.runner``):
+ledger counts it once, when RQ files the job: see ``workers.run.runner``):
 
 * delivered → done;
 * skipped (the mapping does not send this type there, or the device lacks what routing
@@ -45,20 +45,17 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Retry, get_current_job
 from rq.job import Job
 
-from connector import metrics, status
-from connector.config import Settings
+from connector import deadletters, keys
 from connector.events import device_of
+from connector.jobspec import JobSerializer, job_id
 from connector.redis_conn import connect
-from connector.rqjob import JobSerializer, job_id
-from workers import deadletters
-from workers.destinations import Destination, build_destinations
-from workers.mapping import load_mapping
-from workers.send import Outcome, retry_delay_s
-from workers.translate import InvalidEvent, Skipped
+from connector.settings import Settings
+from workers.deliver.destinations import Destination, build_destinations
+from workers.deliver.send import Outcome, retry_delay_s
+from workers.translate.mapping import load_mapping
+from workers.translate.payloads import InvalidEvent, Skipped
 
 log = logging.getLogger("workers.forward")
-
-SKIPPED_PREFIX = metrics.SKIPPED_PREFIX
 
 BOOKKEEPING_S = 1.0
 """Time kept back from a job's timeout for recording its outcome after the last request."""
@@ -136,7 +133,7 @@ class Forwarder:
         outcome = self._deliver(destination, push, event_id, now=now, replay=replay, deadline=self._deadline(job))
         if isinstance(outcome, Skipped):
             with contextlib.suppress(RedisError):  # a statistic: never fail the job for it
-                self.redis.hincrby(SKIPPED_PREFIX + destination, outcome.reason, 1)
+                self.redis.hincrby(keys.SKIPPED_PREFIX + destination, outcome.reason, 1)
             _log(destination, event, "skipped", outcome.reason, detail=outcome.detail)
             return f"skipped:{outcome.reason}"
         if outcome.kind == "delivered":
@@ -233,7 +230,7 @@ def current_forwarder() -> Forwarder:
 
 
 def forward(destination: str, push: dict[str, Any], received_at: float, replay: bool = False) -> str | Retry:
-    """The RQ job function (``connector.rqjob.FORWARD_FUNC``): see the module docstring.
+    """The RQ job function (``connector.jobspec.FORWARD_FUNC``): see the module docstring.
 
     ``replay`` marks an operator's replay of a dead letter (MOOST takes those on its
     historical endpoint, like backfilled events).
@@ -244,28 +241,27 @@ def forward(destination: str, push: dict[str, Any], received_at: float, replay: 
 def _count_delivered(
     redis: Redis, destination: str, push: dict[str, Any], *, now: float, latency_s: float, job: Job | None
 ) -> None:
-    """Mark ``job`` delivered and record the delivery in the shared metrics (``connector.metrics``,
-    ``connector.status``).
+    """Mark ``job`` delivered and record the delivery in the shared metrics (read by ``connector.ops``).
 
     One round trip; best effort: a metrics write that fails must not fail, or repeat, a delivery.
     """
     pipe = redis.pipeline(transaction=False)
     if job is not None:  # RQ restores meta with the job, so a re-run sees the mark at no cost
         pipe.hset(job.key, "meta", JobSerializer.dumps({**job.meta, "delivered_at": now}))
-    pipe.hincrby(metrics.DELIVERY_PREFIX + destination, "delivered", 1)
-    latency = metrics.LATENCY_PREFIX + destination
-    pipe.hincrby(latency, metrics.bucket_for(latency_s), 1)
+    pipe.hincrby(keys.DELIVERY_PREFIX + destination, "delivered", 1)
+    latency = keys.LATENCY_PREFIX + destination
+    pipe.hincrby(latency, keys.latency_field(latency_s), 1)
     pipe.hincrbyfloat(latency, "sum", max(0.0, latency_s))
-    pipe.hset(metrics.HEALTH_PREFIX + destination, "last_ok", repr(now))
-    minute = f"{status.MINUTE_PREFIX}{destination}:{int(now // 60)}"
+    pipe.hset(keys.HEALTH_PREFIX + destination, "last_ok", repr(now))
+    minute = f"{keys.MINUTE_PREFIX}{destination}:{int(now // 60)}"
     pipe.incr(minute)
-    pipe.expire(minute, status.MINUTE_TTL_S)
+    pipe.expire(minute, keys.MINUTE_TTL_S)
     if device := device_of(push):
         event = push.get("event") or {}
         labels = push.get("labels") if isinstance(push.get("labels"), dict) else {}
         last = {"eventType": event.get("eventType"), "eventId": event.get("eventId"), "at": now,
                 "name": (labels or {}).get("name", ""), "destination": destination}  # fmt: skip
-        pipe.hset(status.DEVICES_KEY, device, json.dumps(last))
+        pipe.hset(keys.DEVICES_KEY, device, json.dumps(last))
     with contextlib.suppress(RedisError):
         pipe.execute()
 
@@ -273,8 +269,8 @@ def _count_delivered(
 def _count_failure(redis: Redis, destination: str, outcome: str, *, now: float, reason: str) -> None:
     """Record a retried or dead-lettered delivery (``outcome``); one round trip, best effort."""
     pipe = redis.pipeline(transaction=False)
-    pipe.hincrby(metrics.DELIVERY_PREFIX + destination, outcome, 1)
-    pipe.hset(metrics.HEALTH_PREFIX + destination, mapping={"last_error": repr(now), "last_error_reason": reason})
+    pipe.hincrby(keys.DELIVERY_PREFIX + destination, outcome, 1)
+    pipe.hset(keys.HEALTH_PREFIX + destination, mapping={"last_error": repr(now), "last_error_reason": reason})
     with contextlib.suppress(RedisError):
         pipe.execute()
 

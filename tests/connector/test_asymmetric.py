@@ -17,8 +17,8 @@ from jwt.algorithms import ECAlgorithm
 from redis import Redis
 
 from connector import create_app
-from connector.jwks import JwksKeyStore
-from connector.signature import KeysUnavailable
+from connector.receive.signature import KeysUnavailable
+from connector.receive.signing_keys import JwksKeyStore
 from tests.conftest import dt_body, make_settings, queued_ids
 
 ORG = "org-c0md3mm0c7pet3cfe9f0"

@@ -21,11 +21,11 @@ from redis import Redis
 
 from connector.errors import RejectedPush
 from connector.events import DT_EVENT_TYPES, parse_push
-from connector.signature import VerificationPolicy, verify_push
+from connector.receive.signature import VerificationPolicy, verify_push
 from tests.conftest import SECRET, dt_body, queued_ids, sign
 from tests.workers.samples import push_of
-from workers.mapping import load_mapping
-from workers.translate import InvalidEvent, Skipped, to_moost, to_spot
+from workers.translate.mapping import load_mapping
+from workers.translate.payloads import InvalidEvent, Skipped, to_moost, to_spot
 
 NOW = time.time()
 BODY = dt_body(event_id="corpus")

@@ -1,11 +1,11 @@
-"""Tests for connector.config.Settings.from_env."""
+"""Tests for connector.settings.Settings.from_env."""
 
 from __future__ import annotations
 
 import pytest
 
-from connector.config import DT_PRODUCTION_DISCOVERY_URL, Settings
 from connector.errors import ConfigError
+from connector.settings import DT_PRODUCTION_DISCOVERY_URL, Settings
 
 BASE = {"REDIS_URL": "redis://localhost:6379/0", "DT_SIGNATURE_SECRET": "s3cr3t-value-for-test"}
 

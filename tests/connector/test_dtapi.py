@@ -8,10 +8,10 @@ from collections.abc import Iterator
 import jwt
 import pytest
 
-from connector.commands import redacted, run_connector
-from connector.config import DtApiSettings
-from connector.dtapi import DtApi, DtApiError, service_account_assertion
+from connector.cli.commands import redacted, run_connector
+from connector.dt.api import DtApi, DtApiError, service_account_assertion
 from connector.errors import ConfigError
+from connector.settings import DtApiSettings
 from tests.dt_standin import EMAIL, KEY_ID, SECRET, DtStandIn
 
 

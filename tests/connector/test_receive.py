@@ -17,7 +17,7 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from connector import create_app
-from connector.embedded_redis import EmbeddedRedis, free_port
+from connector.dev.embedded_redis import EmbeddedRedis, free_port
 from connector.logs import AccessLog
 from tests.conftest import OLD_SECRET, SECRET, dt_body, make_settings, push, queued_ids, sign
 

@@ -1,4 +1,4 @@
-"""Tests for connector.rqjob: ids, payloads and timestamps RQ can read."""
+"""Tests for connector.jobspec: ids, payloads and timestamps RQ can read."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from rq.job import validate_job_id
 from rq.utils import utcformat
 
-from connector.rqjob import JobSerializer, job_id, job_payload, replay_job_id, rq_timestamp
+from connector.jobspec import JobSerializer, job_id, job_payload, replay_job_id, rq_timestamp
 from tests.conftest import dt_body
 
 

@@ -15,16 +15,16 @@ from redis import Redis
 from rq import Queue, SimpleWorker
 from rq.serializers import JSONSerializer
 
-from connector.embedded_redis import free_port
+from connector.dev.embedded_redis import free_port
+from connector.dev.send_test import DtSimulator, LocalIdentity, SendReport
+from connector.dev.simulate import Fleet, build_push, sign_hs256
 from connector.events import DT_EVENT_TYPES, parse_push
-from connector.jwks import JwksKeyStore
-from connector.send_test import DtSimulator, LocalIdentity, SendReport
-from connector.signature import VerificationPolicy, verify_push
-from connector.simulate import Fleet, build_push, sign_hs256
+from connector.receive.signature import VerificationPolicy, verify_push
+from connector.receive.signing_keys import JwksKeyStore
 from tests.conftest import SECRET, queued_ids
 from tests.connector.test_server import gunicorn
 from tests.standins import Reply, StandIn
-from workers.readings import readings_of
+from workers.translate.readings import readings_of
 
 NOW = 1_790_000_000.0
 

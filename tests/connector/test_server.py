@@ -24,8 +24,8 @@ import pytest
 import requests
 from redis import Redis
 
-from connector.cli import web_command
-from connector.embedded_redis import EmbeddedRedis, free_port
+from connector.cli.main import web_command
+from connector.dev.embedded_redis import EmbeddedRedis, free_port
 from tests.conftest import SECRET, dt_body, queued_ids, sign
 
 pytestmark = pytest.mark.slow

@@ -1,4 +1,4 @@
-"""Tests for connector.signature: HS256 and ES256 verification, pure functions."""
+"""Tests for connector.receive.signature: HS256 and ES256 verification, pure functions."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from connector import signature
 from connector.errors import BadSignature
-from connector.signature import (
+from connector.receive import signature
+from connector.receive.signature import (
     KeysUnavailable,
     VerificationPolicy,
     verify_es256,
@@ -367,10 +367,10 @@ class TestPolicy:
 
 
 def test_pure_modules_do_no_io():
-    """signature, events and rqjob must not reach for Flask, Redis, requests or the clock."""
-    from connector import events, rqjob
+    """signature, events and jobspec must not reach for Flask, Redis, requests or the clock."""
+    from connector import events, jobspec
 
-    for module in (signature, events, rqjob):
+    for module in (signature, events, jobspec):
         names = vars(module)
         for forbidden in ("flask", "redis", "requests", "time", "Redis", "request"):
             assert forbidden not in names, f"{module.__name__} imports {forbidden}"

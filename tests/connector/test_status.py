@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from connector.metrics import Snapshot
-from connector.status import StatusData, render_status, replay_token
+from connector.ops.metrics import Snapshot
+from connector.ops.status import StatusData, render_status, replay_token
 
 NOW = 1_790_000_000.0
 

@@ -13,14 +13,13 @@ from rq import Queue, Retry, SimpleWorker
 from rq.registry import ScheduledJobRegistry
 from rq.serializers import JSONSerializer
 
-from connector import create_app
-from connector.config import Settings
+from connector import create_app, deadletters
+from connector.settings import Settings
 from tests.conftest import push, queued_ids
 from tests.standins import Reply, StandIn
 from tests.workers.samples import DATA, push_of
-from workers import deadletters
 from workers.jobs import forward, reset_runtime
-from workers.mapping import DEFAULT_MAPPING_PATH
+from workers.translate.mapping import DEFAULT_MAPPING_PATH
 
 CUSTOMER = "656730be2bc9719e6e5ed51d"
 CLIENT_SECRET = "moost-client-secret-value-xyz"
@@ -193,7 +192,7 @@ def test_retry_is_scheduled_through_rq(moost_env: StandIn, redis: Redis, redis_s
 
 def test_dead_letter_list_show_replay_round_trip(moost_env: StandIn, redis: Redis, capsys):
     """400 → dead letter → fix at the downstream → `failed replay` → delivered (historical)."""
-    from connector.cli import main
+    from connector.cli.main import main
 
     moost_env.script("/events/v1", Reply(400, {"error": "unknown building"}))
     assert forward("moost", push_of("temperature", event_id="dl1"), 1.0).startswith("dead-letter")
@@ -222,7 +221,7 @@ def test_dead_letter_list_show_replay_round_trip(moost_env: StandIn, redis: Redi
 
 
 def test_parse_time():
-    from workers.failed_cli import parse_time
+    from connector.cli.failed import parse_time
 
     assert parse_time("24h", now=100_000.0) == 100_000.0 - 86_400
     assert parse_time("30m", now=10_000.0) == 10_000.0 - 1_800
@@ -262,7 +261,7 @@ class TestDeliveryMetrics:
     def test_delivered_retried_and_dead_lettered_are_counted(self, moost_env: StandIn, redis: Redis):
         import time
 
-        from connector.metrics import collect
+        from connector.ops.metrics import collect
 
         moost_env.script("/events/v1", Reply(201), Reply(500), Reply(400, {"error": "bad"}))
         assert forward("moost", push_of("temperature", event_id="k1"), time.time() - 2.0) == "delivered"

@@ -16,16 +16,15 @@ import pytest
 from redis import Redis
 from rq.job import Job
 
-from connector import create_app
-from connector.embedded_redis import EmbeddedRedis
-from connector.metrics import collect
-from connector.rqjob import JobSerializer, job_id
+from connector import create_app, deadletters
+from connector.dev.embedded_redis import EmbeddedRedis
+from connector.jobspec import JobSerializer, job_id
+from connector.ops.metrics import collect
 from tests.conftest import make_settings, push
 from tests.standins import Reply, StandIn
 from tests.workers.samples import push_of
-from workers import deadletters
-from workers.mapping import DEFAULT_MAPPING_PATH
-from workers.worker import build_runner
+from workers.run.dyno import build_runner
+from workers.translate.mapping import DEFAULT_MAPPING_PATH
 
 CUSTOMER = "656730be2bc9719e6e5ed51d"
 

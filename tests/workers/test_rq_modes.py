@@ -18,7 +18,7 @@ import pytest
 from redis import Redis
 
 from connector import create_app
-from connector.embedded_redis import EmbeddedRedis
+from connector.dev.embedded_redis import EmbeddedRedis
 from tests.conftest import SECRET, dt_body, make_settings, push
 
 pytestmark = pytest.mark.slow

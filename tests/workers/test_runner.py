@@ -1,4 +1,4 @@
-"""The worker process's runner (``workers.runner``), in this process, against a real Redis and
+"""The worker process's runner (``workers.run.runner``), in this process, against a real Redis and
 stand-ins on 127.0.0.1: jobs on threads, the job ledger, and recovery with no traffic."""
 
 from __future__ import annotations
@@ -16,17 +16,18 @@ from redis import Redis
 from rq import Queue, SimpleWorker
 from rq.registry import ScheduledJobRegistry
 
-from connector import create_app
-from connector.config import Settings
-from connector.embedded_redis import EmbeddedRedis
-from connector.metrics import JobAccount, collect
-from connector.rqjob import JOB_LEDGER, JobSerializer
+from connector import create_app, deadletters
+from connector.dev.embedded_redis import EmbeddedRedis
+from connector.jobspec import JobSerializer
+from connector.keys import JOB_LEDGER
+from connector.ops.metrics import JobAccount, collect
+from connector.settings import Settings
 from tests.conftest import make_settings, push
 from tests.standins import Reply, StandIn
 from tests.workers.samples import push_of
-from workers import deadletters, maintenance
-from workers.runner import Runner, ledger_field
-from workers.worker import build_runner
+from workers.run import maintenance
+from workers.run.dyno import build_runner
+from workers.run.runner import Runner, ledger_field
 
 CUSTOMER = "656730be2bc9719e6e5ed51d"
 
@@ -207,7 +208,7 @@ def explode() -> None:
 def test_jobs_rq_filed_as_failed_become_dead_letters(redis: Redis, redis_server, moost: StandIn, worker_env, capsys):
     """RQ's failed registry is seen by nothing a user looks at; maintenance moves its jobs to the
     dead letters (without the exception's message), where `failed list` and Replay see them."""
-    from connector.cli import main
+    from connector.cli.main import main
 
     settings = moost_settings(redis_server.url, moost)
     queue = Queue("dt-forward", connection=redis, serializer=JobSerializer)
@@ -245,7 +246,7 @@ def test_event_ids_that_used_to_share_a_job_id_are_each_delivered_once(redis: Re
     event was lost and the other delivered twice."""
     import hashlib
 
-    from connector.rqjob import job_id
+    from connector.jobspec import job_id
 
     unsafe = "a:b/c d"
     spelled = [

@@ -1,4 +1,4 @@
-"""Tests for workers.send: outcome rules, retry schedule, and the Sender against a stand-in."""
+"""Tests for workers.deliver.send: outcome rules, retry schedule, and the Sender against a stand-in."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from requests.structures import CaseInsensitiveDict
 
 from tests.standins import Reply, StandIn
-from workers.send import (
+from workers.deliver.send import (
     DEFAULT_SCHEDULE_S,
     EXCERPT_CHARS,
     MAX_RETRY_AFTER_S,
@@ -118,7 +118,7 @@ def test_sender_times_out_on_a_stalled_response(standin: StandIn):
 
 
 def test_sender_connection_refused_is_a_retry():
-    from connector.embedded_redis import free_port
+    from connector.dev.embedded_redis import free_port
 
     outcome = Sender(timeout_s=(0.5, 0.5)).post_json(f"http://127.0.0.1:{free_port()}/x", {}, now=NOW)
     assert (outcome.kind, outcome.reason) == ("retry", "connection-error")

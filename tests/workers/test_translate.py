@@ -9,12 +9,12 @@ import pytest
 
 from connector.events import DT_EVENT_TYPES
 from tests.workers.samples import DATA, PROJECT, push_of
-from workers import mapping as mapping_module
-from workers import readings as readings_module
-from workers import translate as translate_module
-from workers.mapping import MappingError, SpotRule, load_mapping, parse_mapping
-from workers.readings import VALUE_NAMES, readings_of
-from workers.translate import InvalidEvent, Skipped, epoch_seconds, rfc3339_millis, to_moost, to_spot
+from workers.translate import mapping as mapping_module
+from workers.translate import payloads as translate_module
+from workers.translate import readings as readings_module
+from workers.translate.mapping import MappingError, SpotRule, load_mapping, parse_mapping
+from workers.translate.payloads import InvalidEvent, Skipped, epoch_seconds, rfc3339_millis, to_moost, to_spot
+from workers.translate.readings import VALUE_NAMES, readings_of
 
 CUSTOMER = "656730be2bc9719e6e5ed51d"
 MAPPING = load_mapping()
@@ -319,7 +319,7 @@ class TestMapping:
 
     def test_unreadable_file_names_the_variable(self, tmp_path):
         from connector.errors import ConfigError
-        from workers.mapping import checked_mapping
+        from workers.translate.mapping import checked_mapping
 
         with pytest.raises(MappingError, match=r"cannot read .*missing\.toml"):
             load_mapping(tmp_path / "missing.toml")

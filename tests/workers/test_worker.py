@@ -17,13 +17,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from redis import Redis
 
-from connector import create_app
-from connector.config import Settings
-from connector.embedded_redis import find_redis_server, free_port
+from connector import create_app, deadletters
+from connector.dev.embedded_redis import find_redis_server, free_port
+from connector.settings import Settings
 from tests.conftest import SECRET, dt_body, make_settings, push, queued_ids
-from workers import deadletters
 from workers.jobs import forward, reset_runtime
-from workers.worker import run_worker
+from workers.run.dyno import run_worker
 
 
 def test_forward_to_log_writes_the_event(caplog, worker_env):

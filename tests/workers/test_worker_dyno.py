@@ -21,14 +21,14 @@ from redis import Redis
 
 from bench.standin import LeanStandIn
 from connector import create_app
-from connector.config import Settings
-from connector.embedded_redis import EmbeddedRedis
-from connector.metrics import collect
+from connector.dev.embedded_redis import EmbeddedRedis
+from connector.ops.metrics import collect
+from connector.settings import Settings
 from tests.conftest import SECRET, push, sign
 from tests.connector.test_server import gunicorn
 from tests.standins import Reply, StandIn
 from tests.workers.samples import push_of
-from workers.mapping import DEFAULT_MAPPING_PATH
+from workers.translate.mapping import DEFAULT_MAPPING_PATH
 
 pytestmark = pytest.mark.slow
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from connector.errors import ConfigError
-from workers.readings import EXTRACTORS, VALUE_NAMES
+from workers.translate.readings import EXTRACTORS, VALUE_NAMES
 
 DEFAULT_MAPPING_PATH = Path(__file__).with_name("mapping.toml")
 SUPPORTED_VERSIONS = (1,)

@@ -25,8 +25,8 @@ import orjson
 import requests
 from requests.adapters import HTTPAdapter
 
-from connector.config import DEFAULT_RETRY_SCHEDULE_S
 from connector.retry_after import parse_retry_after
+from connector.settings import DEFAULT_RETRY_SCHEDULE_S
 
 DEFAULT_SCHEDULE_S = DEFAULT_RETRY_SCHEDULE_S
 """Waits before retries (``RETRY_SCHEDULE_S`` overrides): about 14.9 h in all, beyond DT's 12 h."""

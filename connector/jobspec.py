@@ -1,12 +1,16 @@
-"""The RQ job hashes the receiver writes, built without RQ on the hot path. Pure.
+"""The job spec: what a job is, for the receiver that writes jobs and the workers that run them. Pure.
+
+One job per event and destination calls ``FORWARD_FUNC(destination, push, received_at[, replay])``.
+This module owns its id (``job_id``, ``replay_job_id``), its call data (``job_payload``), its
+serializer, and its RQ options (timeouts, TTLs, crash retries).
 
 RQ's own ``Queue.enqueue`` costs two MULTI round trips and builds a ``Job`` object per
 call; the receiver instead writes the job hash and pushes its id inside the same Lua
-script that dedupes the event (see ``connector.enqueue``). To stay byte-compatible with
+script that dedupes the event (see ``connector.receive.enqueue``). To stay byte-compatible with
 RQ, the field layout is taken once, at start-up, from a template job that RQ itself
 serialises (``JobTemplate.from_rq``); per push only the id, payload and
-timestamps change. ``tests/connector/test_receive.py`` runs these jobs through a real
-RQ worker, so a layout change in a new RQ release fails the tests, not production.
+timestamps change. The tests run these jobs through every RQ worker mode, so a layout change
+in a new RQ release fails the tests, not production.
 
 Jobs reference the worker function by dotted path (``FORWARD_FUNC``) and are JSON, read
 by the workers with ``JobSerializer`` (orjson, the parser the receiver validated the body with),
@@ -26,21 +30,6 @@ import orjson
 
 FORWARD_FUNC = "workers.jobs.forward"
 """Dotted path of the job function: ``forward(destination, push, received_at)``."""
-
-QUEUE_PREFIX = "rq:queue:"
-JOB_PREFIX = "rq:job:"
-QUEUES_SET = "rq:queues"
-SEEN_PREFIX = "dt:seen:"
-"""Dedupe marker key prefix: ``dt:seen:<eventId>``."""
-PUSH_COUNTERS = "dt:metrics:pushes"
-"""Hash of push counters by outcome (``accepted``, ``duplicate``, ``rejected:<reason>``, …)."""
-JOB_LEDGER = "dt:metrics:jobs"
-"""Hash counting jobs: ``created`` (by the dedupe+enqueue script and by replays) and each job's
-one terminal outcome (``delivered``, ``skipped``, ``dead_lettered``, counted once per job id by the
-workers). With RQ's queue, intermediate queue and registries it accounts for every job (``connector.metrics``)."""
-INTERMEDIATE_SUFFIX = ":intermediate"
-"""RQ moves a dequeued job id from ``rq:queue:<name>`` to ``rq:queue:<name>:intermediate`` until its
-execution is recorded; a worker that dies in between leaves it there for RQ's cleanup to find."""
 
 RESULT_TTL_S = 10
 """How long RQ keeps a delivered job. Not 0: with 0, RQ deletes the job and its registry

@@ -15,11 +15,10 @@ from typing import Any
 from redis import Redis
 from redis.client import Pipeline
 
-from connector.metrics import DEAD_LETTERS
+from connector.keys import DEAD_LETTER_PREFIX as PREFIX
+from connector.keys import DEAD_LETTERS as INDEX_KEY
 
 DEAD_LETTER_TTL_S = 14 * 24 * 3600
-INDEX_KEY = DEAD_LETTERS  # the zset /metrics counts
-PREFIX = "dt:dead:"
 
 
 @dataclass(frozen=True)

@@ -18,13 +18,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from connector.config import DtApiSettings, Settings
-from connector.dtapi import DtApi, DtApiError
+from connector.dt.api import DtApi, DtApiError
 from connector.errors import ConfigError
 from connector.events import DT_EVENT_TYPES
+from connector.settings import DtApiSettings, Settings
 
 if TYPE_CHECKING:
-    from workers.mapping import Mapping as WorkerMapping
+    from workers.translate.mapping import Mapping as WorkerMapping
 
 DEV_ORG = "dt-connector-dev-org"
 DEV_KID = "dt-connector-dev"
@@ -79,7 +79,7 @@ def _add_connector_options(parser: argparse.ArgumentParser) -> None:
 
 
 def run_send_test_event(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    from connector.send_test import DtSimulator, LocalIdentity, load_or_create_key
+    from connector.dev.send_test import DtSimulator, LocalIdentity, load_or_create_key
 
     event_types = _event_types(args.type)
     secret = args.secret or _first_secret(environ) or _dev_secret(args.state_dir, required=not args.asymmetric)
@@ -206,7 +206,7 @@ def _update(args: argparse.Namespace, environ: Mapping[str, str], api: DtApi, co
 
 def _mapping(environ: Mapping[str, str]) -> WorkerMapping:
     """The mapping the workers use (``CONNECTOR_MAPPING``, else the shipped one)."""
-    from workers.mapping import load_mapping
+    from workers.translate.mapping import load_mapping
 
     return load_mapping(environ.get("CONNECTOR_MAPPING", "").strip())
 
@@ -281,7 +281,7 @@ def redacted(connector: Mapping[str, Any]) -> dict[str, Any]:
 
 def run_backfill(args: argparse.Namespace, environ: Mapping[str, str], api: DtApi | None = None) -> int:
     from connector import build_enqueuer
-    from connector.backfill import Backfill, window
+    from connector.dt.backfill import Backfill, window
     from connector.redis_conn import connect
 
     settings = Settings.from_env(environ)

@@ -14,7 +14,7 @@ Gauges (queue depth, oldest queued event, scheduled retries, failed jobs, dead l
 read at scrape time. Every key here is a small hash with a fixed set of fields, so none
 grows with traffic. ``render`` is pure; ``collect`` is the I/O.
 
-Job accounting (``JobAccount``): every job created (``connector.rqjob.JOB_LEDGER``) is either
+Job accounting (``JobAccount``): every job created (``connector.jobspec.JOB_LEDGER``) is either
 settled (delivered, skipped, dead-lettered: counted by the worker in the transaction in which
 RQ files the job) or somewhere in RQ (queued, stranded in the intermediate queue, in progress,
 scheduled, failed). Counters and RQ's structures are read in one MULTI, so the difference,
@@ -29,26 +29,22 @@ from datetime import UTC, datetime
 
 from redis import Redis
 
+from connector import keys
+from connector.keys import (
+    DEAD_LETTERS,
+    DELIVERY_PREFIX,
+    HEALTH_PREFIX,
+    INTERMEDIATE_SUFFIX,
+    JOB_LEDGER,
+    JOB_PREFIX,
+    LATENCY_BUCKETS_S,
+    LATENCY_PREFIX,
+    PUSH_COUNTERS,
+    QUEUE_PREFIX,
+    SKIPPED_PREFIX,
+    bucket_name,
+)
 from connector.redis_conn import reply_text
-from connector.rqjob import INTERMEDIATE_SUFFIX, JOB_LEDGER, JOB_PREFIX, PUSH_COUNTERS, QUEUE_PREFIX
-
-DELIVERY_PREFIX = "dt:metrics:delivery:"
-LATENCY_PREFIX = "dt:metrics:latency:"
-HEALTH_PREFIX = "dt:metrics:health:"
-SKIPPED_PREFIX = "dt:skipped:"
-DEAD_LETTERS = "dt:dead"
-
-LATENCY_BUCKETS_S: tuple[float, ...] = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600, 14400, 43200)
-"""Upper bounds of the receive-to-delivered histogram, seconds: from a healthy pipeline's
-sub-second to DT's 12-hour redelivery horizon (retries stretch to ~15 h: +Inf)."""
-
-
-def bucket_for(seconds: float) -> str:
-    """The histogram field a latency falls in (its bucket's upper bound, or ``+Inf``). Pure."""
-    for bound in LATENCY_BUCKETS_S:
-        if seconds <= bound:
-            return _number(bound)
-    return "+Inf"
 
 
 @dataclass(frozen=True)
@@ -136,9 +132,9 @@ def collect(redis: Redis, *, queue_name: str, destinations: Sequence[str], now: 
         pipe.hgetall(HEALTH_PREFIX + destination)
     pipe.llen(queue_key)
     pipe.lindex(queue_key, 0)
-    pipe.zcard(f"rq:scheduled:{queue_name}")
-    pipe.zcard(f"rq:wip:{queue_name}")
-    pipe.zcard(f"rq:failed:{queue_name}")
+    pipe.zcard(keys.scheduled_key(queue_name))
+    pipe.zcard(keys.started_key(queue_name))
+    pipe.zcard(keys.failed_key(queue_name))
     pipe.zcard(DEAD_LETTERS)
     pipe.hgetall(JOB_LEDGER)
     pipe.llen(queue_key + INTERMEDIATE_SUFFIX)
@@ -227,7 +223,7 @@ def render(snap: Snapshot, *, destinations: Sequence[str]) -> str:
     for d in destinations:
         fields = snap.latency.get(d, {})
         cumulative = 0.0
-        for bound in [*(_number(b) for b in LATENCY_BUCKETS_S), "+Inf"]:
+        for bound in [*(bucket_name(b) for b in LATENCY_BUCKETS_S), "+Inf"]:
             cumulative += fields.get(bound, 0.0)
             out.append(f"dt_connector_delivery_latency_seconds_bucket{_labels({'destination': d, 'le': bound})} "
                        f"{_number(cumulative)}")

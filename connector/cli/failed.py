@@ -10,21 +10,21 @@ from datetime import UTC, datetime
 from redis import Redis
 from rq import Queue, Retry
 
-from connector.backfill import parse_duration
-from connector.config import Settings
-from connector.metrics import collect
-from connector.redis_conn import connect
-from connector.rqjob import (
+from connector import deadletters
+from connector.dt.backfill import parse_duration
+from connector.jobspec import (
     CRASH_RETRY_INTERVALS_S,
     DEFAULT_FAILURE_TTL_S,
     FORWARD_FUNC,
-    JOB_LEDGER,
     RESULT_TTL_S,
     JobSerializer,
     job_description,
     replay_job_id,
 )
-from workers import deadletters
+from connector.keys import JOB_LEDGER
+from connector.ops.metrics import collect
+from connector.redis_conn import connect
+from connector.settings import Settings
 
 
 def parse_time(value: str, *, now: float) -> float:

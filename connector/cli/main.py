@@ -27,13 +27,13 @@ from typing import TYPE_CHECKING
 
 import requests
 
-from connector.config import Settings
-from connector.embedded_redis import EmbeddedRedis
+from connector.dev.embedded_redis import EmbeddedRedis
+from connector.dev.ngrok import NgrokError
 from connector.errors import ConfigError
-from connector.ngrok import NgrokError
+from connector.settings import Settings
 
 if TYPE_CHECKING:
-    from workers.mapping import Mapping as WorkerMapping
+    from workers.translate.mapping import Mapping as WorkerMapping
 
 GUNICORN_CONFIG = "python:connector.gunicorn_config"
 """The web process's gunicorn settings."""
@@ -55,10 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     worker = commands.add_parser("worker", help="run the RQ worker (Procfile worker:)")
     worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
     commands.add_parser("check-config", help="validate configuration from the environment")
-    from workers.failed_cli import add_parser as add_failed_parser  # the CLI spans both sides
+    from connector.cli.failed import add_parser as add_failed_parser  # the CLI spans both sides
 
     add_failed_parser(commands)
-    from connector.commands import add_parsers
+    from connector.cli.commands import add_parsers
 
     add_parsers(commands)
     args = parser.parse_args(argv)
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "dev":
             return run_dev(port=args.port, host=args.host, state_dir=args.state_dir, ngrok=args.ngrok)
         if args.command in ("send-test-event", "connector", "backfill"):
-            from connector import commands as user_commands
+            from connector.cli import commands as user_commands
 
             run = {
                 "send-test-event": user_commands.run_send_test_event,
@@ -79,11 +79,11 @@ def main(argv: list[str] | None = None) -> int:
             command = web_command(args.bind)
             os.execv(command[0], command)  # noqa: S606  # gunicorn becomes this process: Heroku signals it directly
         if args.command == "worker":
-            from workers.worker import run_worker
+            from workers.run.dyno import run_worker
 
             return run_worker(Settings.from_env(), burst=args.burst)  # checks the mapping before it starts
         if args.command == "failed":
-            from workers.failed_cli import run as run_failed
+            from connector.cli.failed import run as run_failed
 
             return run_failed(args, Settings.from_env())
         return check_config()
@@ -105,7 +105,7 @@ def checked_settings(environ: Mapping[str, str]) -> Settings:
 
 
 def _checked(environ: Mapping[str, str]) -> tuple[Settings, WorkerMapping]:
-    from workers.mapping import checked_mapping
+    from workers.translate.mapping import checked_mapping
 
     settings = Settings.from_env(environ)
     return settings, checked_mapping(settings.mapping_path)
@@ -117,7 +117,7 @@ def check_config() -> int:
     Raises:
         ConfigError: naming the variable or mapping key at fault.
     """
-    from workers.worker import WORK_CONNECTIONS, redis_connections_per_dyno
+    from workers.run.dyno import WORK_CONNECTIONS, redis_connections_per_dyno
 
     settings, mapping = _checked(os.environ)
     print(f"configuration OK: {settings!r}")
@@ -145,7 +145,7 @@ def run_dev(*, port: int, host: str, state_dir: Path, ngrok: bool = False) -> in
     env.setdefault("WORKER_PROCESSES", "1")  # a laptop needs one process of a few job threads
     env.setdefault("WORKER_THREADS", "4")
     if ngrok:
-        from connector.ngrok import find_binary
+        from connector.dev.ngrok import find_binary
 
         find_binary(env)  # before anything starts
     redis: EmbeddedRedis | None = None
@@ -202,9 +202,9 @@ def run_dev(*, port: int, host: str, state_dir: Path, ngrok: bool = False) -> in
 
 def _start_tunnel(port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
     """Start ngrok, print the public push URL and, with DT credentials, point the connector at it."""
-    from connector import ngrok
-    from connector.config import DtApiSettings
-    from connector.dtapi import DtApi, DtApiError
+    from connector.dev import ngrok
+    from connector.dt.api import DtApi, DtApiError
+    from connector.settings import DtApiSettings
 
     agent = ngrok.start_agent(Path(__file__).resolve().parents[1] / "ngrok.yml", port=port, env=env)
     try:

@@ -1,6 +1,6 @@
 """``dt-connector send-test-event``: act as DT Cloud against a receiver (I/O edge).
 
-Builds events with ``connector.simulate``, signs each delivery attempt, POSTs it, and
+Builds events with ``connector.dev.simulate``, signs each delivery attempt, POSTs it, and
 retries every answer but 200 the way DT does (backoff; DT keeps at it for 12 hours, this
 command for ``retry_for_s``). A share of events is delivered twice, as DT may. One line
 is printed per delivery.
@@ -22,7 +22,7 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from connector.simulate import AsymmetricSigner, Fleet, build_push, discovery_document, sign_hs256, xid
+from connector.dev.simulate import AsymmetricSigner, Fleet, build_push, discovery_document, sign_hs256, xid
 
 RETRY_DELAYS_S = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
 """Waits between attempts (the last one repeats): DT's own schedule is not published."""

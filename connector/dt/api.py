@@ -17,8 +17,8 @@ from typing import Any
 import jwt
 import requests
 
-from connector.config import DtApiSettings
 from connector.retry_after import parse_retry_after
+from connector.settings import DtApiSettings
 
 ASSERTION_LIFETIME_S = 3600
 """DT accepts assertions living at most one hour."""

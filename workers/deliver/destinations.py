@@ -3,7 +3,7 @@
 Each destination's ``deliver(push, event_id=…, now=…, deadline=…)`` returns an ``Outcome``
 or raises ``Skipped`` / ``InvalidEvent`` from the translators. ``deadline``
 (``time.monotonic()``) is when the job must be done: requests are cut to fit it
-(``workers.send.timeouts_within``). Credentials never appear in an
+(``workers.deliver.send.timeouts_within``). Credentials never appear in an
 outcome, a log line or an exception message: network errors are reduced to reason slugs
 because ``requests`` puts the URL — with MOOST's secret in its query — into its messages.
 """
@@ -20,16 +20,16 @@ import requests
 from redis import Redis
 from redis.exceptions import RedisError
 
-from connector.config import Settings
+from connector.keys import MOOST_TOKEN_KEY
 from connector.redis_conn import reply_text
-from workers.mapping import Mapping
-from workers.readings import UnreadableEvent, readings_of
-from workers.send import EXCERPT_CHARS, Outcome, Sender, idempotency_key, timeouts_within
-from workers.translate import is_backfilled, to_moost, to_spot
+from connector.settings import Settings
+from workers.deliver.send import EXCERPT_CHARS, Outcome, Sender, idempotency_key, timeouts_within
+from workers.translate.mapping import Mapping
+from workers.translate.payloads import is_backfilled, to_moost, to_spot
+from workers.translate.readings import UnreadableEvent, readings_of
 
 log = logging.getLogger("workers.forward")
 
-MOOST_TOKEN_KEY = "dt:moost:token"  # noqa: S105 (a Redis key name, not a credential)
 TOKEN_EARLY_RENEWAL_S = 300
 """Renew the shared MOOST token this long before it expires."""
 

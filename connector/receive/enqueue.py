@@ -28,19 +28,8 @@ from redis import Redis
 from redis.exceptions import NoScriptError, RedisError
 
 from connector.errors import QueueUnavailable
-from connector.rqjob import (
-    JOB_LEDGER,
-    JOB_PREFIX,
-    PUSH_COUNTERS,
-    QUEUE_PREFIX,
-    QUEUES_SET,
-    SEEN_PREFIX,
-    JobTemplate,
-    job_description,
-    job_id,
-    job_payload,
-    rq_timestamp,
-)
+from connector.jobspec import JobTemplate, job_description, job_id, job_payload, rq_timestamp
+from connector.keys import JOB_LEDGER, JOB_PREFIX, PUSH_COUNTERS, QUEUE_PREFIX, QUEUES_SET, SEEN_PREFIX
 
 # The job fields that never vary (timeout, TTLs, status, origin, ...) are baked into the
 # script text as literals at start-up, so each push sends only what differs: redis-py's

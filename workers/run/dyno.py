@@ -1,5 +1,5 @@
 """The worker dyno (Procfile ``worker:``, ``dt-connector worker``): ``WORKER_PROCESSES`` processes
-of ``WORKER_THREADS`` job threads each (``workers.runner``).
+of ``WORKER_THREADS`` job threads each (``workers.run.runner``).
 
 Threads hide the downstream's latency; a second process adds a second core, since each job
 also costs a few ms of CPU under Python's GIL. Each process holds ``1 + WORK_CONNECTIONS`` Redis
@@ -22,12 +22,12 @@ import sys
 import time
 from types import FrameType
 
-from connector.config import Settings
 from connector.logs import configure as configure_logging
 from connector.redis_conn import connect
+from connector.settings import Settings
 from workers.jobs import Forwarder, install
-from workers.mapping import checked_mapping
-from workers.runner import DEQUEUE_WAIT_S, STOP_GRACE_S, Runner
+from workers.run.runner import DEQUEUE_WAIT_S, STOP_GRACE_S, Runner
+from workers.translate.mapping import checked_mapping
 
 log = logging.getLogger("workers")
 

@@ -27,14 +27,10 @@ from typing import Any
 from markupsafe import escape
 from redis import Redis
 
-from connector.metrics import Snapshot
+from connector.keys import DEVICES_KEY, MINUTE_PREFIX
+from connector.ops.metrics import Snapshot
 from connector.redis_conn import reply_text
 
-MINUTE_PREFIX = "dt:metrics:minute:"
-"""``dt:metrics:minute:<destination>:<epoch minute>``: deliveries in that minute (kept 2 h)."""
-MINUTE_TTL_S = 7200
-DEVICES_KEY = "dt:devices"
-"""Hash: device id → JSON of its last delivered event (one field per device: bounded by the fleet)."""
 MAX_DEVICES_SHOWN = 200
 
 
@@ -53,7 +49,7 @@ def replay_token(metrics_token: str) -> str:
 
 def collect_status(redis: Redis, snapshot: Snapshot, *, destinations: Sequence[str], now: float) -> StatusData:
     """Read what the page shows beyond ``snapshot`` (one pipeline, plus the dead-letter scan)."""
-    from workers import deadletters  # read-only use of the dead-letter registry
+    from connector import deadletters  # read-only use of the dead-letter registry
 
     minute = int(now // 60)
     pipe = redis.pipeline(transaction=False)

@@ -27,11 +27,12 @@ from typing import IO, Any
 
 from redis import Redis
 
-from connector.dtapi import DtApi
-from connector.enqueue import Enqueuer
+from connector.dt.api import DtApi
+from connector.keys import BACKFILL_PREFIX
+from connector.receive.enqueue import Enqueuer
 from connector.redis_conn import reply_text
 
-CHECKPOINT_PREFIX = "dt:backfill:"
+CHECKPOINT_PREFIX = BACKFILL_PREFIX
 CHECKPOINT_TTL_S = 7 * 24 * 3600
 HISTORY_RETENTION = timedelta(days=31)
 

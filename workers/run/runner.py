@@ -12,7 +12,7 @@ thread, not a Redis connection and 15 MB. Three kinds of thread share a small Re
   registries and retries stay exactly RQ's (``JobThreadWorker`` says what differs);
 * the **supervisor** ticks every second whatever the traffic: it drives RQ's scheduler (takes
   its lock when free, refreshes it, queues the retries that are due), heartbeats the worker,
-  and every ``MAINTENANCE_INTERVAL_S`` runs ``workers.maintenance``. A Redis error is logged
+  and every ``MAINTENANCE_INTERVAL_S`` runs ``workers.run.maintenance``. A Redis error is logged
   and the tick retried a second later, so a Redis restart or failover stops nothing for good.
 
 SIGTERM or SIGINT stop the dispatcher within ``DEQUEUE_WAIT_S``; jobs in flight get until
@@ -45,9 +45,10 @@ from rq.scheduler import RQScheduler
 from rq.timeouts import BaseDeathPenalty
 from rq.worker import WorkerStatus
 
-from connector.rqjob import JOB_LEDGER, JobSerializer
-from workers import maintenance
+from connector.jobspec import JobSerializer
+from connector.keys import JOB_LEDGER
 from workers.jobs import Forwarder, while_redis_recovers
+from workers.run import maintenance
 
 log = logging.getLogger("workers")
 
@@ -110,7 +111,7 @@ class JobThreadWorker(SimpleWorker):
     * ``prepare_execution`` also takes the job off RQ's intermediate queue (and drops RQ's
       stranded-job mark), in the same transaction that records its execution, so a job is never
       counted in both places;
-    * the job ledger (``connector.rqjob.JOB_LEDGER``) counts the job's outcome inside the
+    * the job ledger (``connector.jobspec.JOB_LEDGER``) counts the job's outcome inside the
       transaction in which RQ files the success, once per job (``SETTLE_LUA``);
     * RQ's success and retry handling wait out a short Redis outage (``while_redis_recovers``)
       rather than leave the job to be re-run;

@@ -22,8 +22,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from connector.events import device_of
-from workers.mapping import Mapping
-from workers.readings import Reading, UnreadableEvent, readings_of
+from workers.translate.mapping import Mapping
+from workers.translate.readings import Reading, UnreadableEvent, readings_of
 
 MOOST_CUSTOMER_ID = re.compile(r"[a-zA-Z0-9]{24}")
 MOOST_BUILDING_ID = re.compile(r"[a-zA-Z0-9:._-]{1,100}")

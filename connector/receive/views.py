@@ -19,11 +19,11 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from connector.errors import PushTooLarge, QueueUnavailable, RejectedPush
 from connector.events import Push, parse_push
+from connector.keys import PUSH_COUNTERS
 from connector.logs import push_line
-from connector.metrics import collect, render
-from connector.rqjob import PUSH_COUNTERS
-from connector.signature import verify_push
-from connector.status import collect_status, render_status, replay_token
+from connector.ops.metrics import collect, render
+from connector.ops.status import collect_status, render_status, replay_token
+from connector.receive.signature import verify_push
 
 if TYPE_CHECKING:
     from connector import Receiver
@@ -148,8 +148,8 @@ def status_replay() -> Response:
     offered = request.form.get("form", "")
     if not hmac.compare_digest(offered.encode(), replay_token(settings.metrics_token).encode()):
         return Response(b'{"error":"bad-form","detail":"reload the status page"}', 403, mimetype=_JSON)
-    from workers import deadletters
-    from workers.failed_cli import requeue
+    from connector import deadletters
+    from connector.cli.failed import requeue
 
     destination, reason = request.form.get("destination", ""), request.form.get("reason", "")
     letters = [x for x in deadletters.list_dead(receiver.redis, destination=destination) if x.reason == reason]

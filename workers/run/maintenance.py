@@ -29,14 +29,13 @@ from rq.job import Job
 from rq.registry import clean_registries
 from rq.worker_registration import clean_worker_registry
 
-from connector import metrics
+from connector import deadletters
+from connector.jobspec import FORWARD_FUNC, JobSerializer
+from connector.keys import DELIVERY_PREFIX, JOB_LEDGER, MAINTENANCE_LOCK_PREFIX
 from connector.redis_conn import reply_text
-from connector.rqjob import FORWARD_FUNC, JOB_LEDGER, JobSerializer
-from workers import deadletters
 
 log = logging.getLogger("workers")
 
-LOCK_PREFIX = "dt:maintenance:"
 LOCK_TTL_S = 60
 SWEEP_BATCH = 100
 """Failed jobs turned into dead letters per pass (the rest wait for the next pass)."""
@@ -47,7 +46,7 @@ def run(redis: Redis, queue: Queue, worker: SimpleWorker, *, now: float) -> bool
 
     ``worker`` is the caller's RQ worker, which RQ's intermediate-queue cleanup files failures with.
     """
-    lock = redis.lock(LOCK_PREFIX + queue.name, timeout=LOCK_TTL_S, blocking=False)
+    lock = redis.lock(MAINTENANCE_LOCK_PREFIX + queue.name, timeout=LOCK_TTL_S, blocking=False)
     if not lock.acquire():
         return False
     try:
@@ -98,7 +97,7 @@ def sweep_failed(redis: Redis, queue: Queue, *, now: float) -> int:
                 pipeline=pipe,
             )
             pipe.hincrby(JOB_LEDGER, "dead_lettered", 1)
-            pipe.hincrby(metrics.DELIVERY_PREFIX + destination, "dead_lettered", 1)
+            pipe.hincrby(DELIVERY_PREFIX + destination, "dead_lettered", 1)
             pipe.zrem(registry_key, job_id)
             pipe.delete(job.key)
             pipe.execute()

@@ -18,7 +18,7 @@ import requests
 from jwt import PyJWK
 from jwt.exceptions import PyJWKError
 
-from connector.signature import KeysUnavailable
+from connector.receive.signature import KeysUnavailable
 
 DISCOVERY_SUFFIX = "/.well-known/openid-configuration"
 
