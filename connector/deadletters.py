@@ -4,6 +4,9 @@ Layout in Redis: one hash per dead letter, ``dt:dead:<job id>`` (destination, ev
 and type, reason, HTTP status, response excerpt, failure time, the push itself), expiring
 after ``DEAD_LETTER_TTL_S``; and an index ``dt:dead`` (sorted set, score = failure time)
 trimmed of expired entries on every write, so neither can grow without bound.
+
+Both sides use this store: the workers ``record`` letters; the status page and the CLI list
+them and ``replay`` them (a new job each, under the job spec).
 """
 
 from __future__ import annotations
@@ -14,9 +17,20 @@ from typing import Any
 
 from redis import Redis
 from redis.client import Pipeline
+from rq import Queue, Retry
 
+from connector.jobspec import (
+    CRASH_RETRY_INTERVALS_S,
+    DEFAULT_FAILURE_TTL_S,
+    FORWARD_FUNC,
+    RESULT_TTL_S,
+    JobSerializer,
+    job_description,
+    replay_job_id,
+)
 from connector.keys import DEAD_LETTER_PREFIX as PREFIX
 from connector.keys import DEAD_LETTERS as INDEX_KEY
+from connector.keys import JOB_LEDGER
 
 DEAD_LETTER_TTL_S = 14 * 24 * 3600
 
@@ -140,3 +154,31 @@ def remove(redis: Redis, key: str, *, pipeline: Pipeline | None = None) -> None:
     pipe.zrem(INDEX_KEY, key)
     if pipeline is None:
         pipe.execute()
+
+
+def replay(redis: Redis, letters: list[DeadLetter], *, queue_name: str, job_timeout_s: int, now: float) -> list[str]:
+    """Queue each dead letter again (as a replay) and remove it from the store; their keys.
+
+    Each letter moves in one transaction: the new job, its count in the job ledger, and the
+    dead letter's removal.
+    """
+    queue = Queue(queue_name, connection=redis, serializer=JobSerializer)
+    now_ns = int(now * 1e9)
+    for letter in letters:
+        with redis.pipeline(transaction=True) as pipe:
+            queue.enqueue(
+                FORWARD_FUNC,
+                args=(letter.destination, letter.push, letter.received_at),
+                kwargs={"replay": True},
+                job_id=replay_job_id(letter.destination, letter.key, now_ns),
+                description=job_description(letter.destination),
+                job_timeout=job_timeout_s,
+                result_ttl=RESULT_TTL_S,
+                failure_ttl=DEFAULT_FAILURE_TTL_S,
+                retry=Retry(max=len(CRASH_RETRY_INTERVALS_S), interval=list(CRASH_RETRY_INTERVALS_S)),
+                pipeline=pipe,
+            )
+            pipe.hincrby(JOB_LEDGER, "created", 1)
+            remove(redis, letter.key, pipeline=pipe)
+            pipe.execute()
+    return [letter.key for letter in letters]

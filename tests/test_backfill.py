@@ -14,7 +14,7 @@ from redis import Redis
 from rq import Queue, SimpleWorker
 from rq.serializers import JSONSerializer
 
-from connector import build_enqueuer
+from connector.app import build_enqueuer
 from connector.cli.commands import run_backfill
 from connector.dt.backfill import CHECKPOINT_PREFIX, parse_duration, split_device_name, window, wrap_history_event
 from connector.events import parse_push

@@ -280,7 +280,7 @@ def redacted(connector: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def run_backfill(args: argparse.Namespace, environ: Mapping[str, str], api: DtApi | None = None) -> int:
-    from connector import build_enqueuer
+    from connector.app import build_enqueuer
     from connector.dt.backfill import Backfill, window
     from connector.redis_conn import connect
 

@@ -8,20 +8,9 @@ import time
 from datetime import UTC, datetime
 
 from redis import Redis
-from rq import Queue, Retry
 
 from connector import deadletters
 from connector.dt.backfill import parse_duration
-from connector.jobspec import (
-    CRASH_RETRY_INTERVALS_S,
-    DEFAULT_FAILURE_TTL_S,
-    FORWARD_FUNC,
-    RESULT_TTL_S,
-    JobSerializer,
-    job_description,
-    replay_job_id,
-)
-from connector.keys import JOB_LEDGER
 from connector.ops.metrics import collect
 from connector.redis_conn import connect
 from connector.settings import Settings
@@ -98,35 +87,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 def replay(redis: Redis, settings: Settings, letters: list[deadletters.DeadLetter], *, now: float) -> int:
     """Queue each dead letter again (as a replay), printing what was queued."""
-    for key in requeue(redis, settings, letters, now=now):
+    queued = deadletters.replay(
+        redis, letters, queue_name=settings.queue_name, job_timeout_s=settings.job_timeout_s, now=now
+    )
+    for key in queued:
         print(f"replaying {key}")
     print(f"{len(letters)} dead letter(s) queued again")
     return 0
-
-
-def requeue(redis: Redis, settings: Settings, letters: list[deadletters.DeadLetter], *, now: float) -> list[str]:
-    """Queue each dead letter again (as a replay) and remove it from the registry; their keys.
-
-    Each letter moves in one transaction: the new job, its count in the job ledger, and the
-    dead letter's removal.
-    """
-    queue = Queue(settings.queue_name, connection=redis, serializer=JobSerializer)
-    now_ns = int(now * 1e9)
-    for letter in letters:
-        with redis.pipeline(transaction=True) as pipe:
-            queue.enqueue(
-                FORWARD_FUNC,
-                args=(letter.destination, letter.push, letter.received_at),
-                kwargs={"replay": True},
-                job_id=replay_job_id(letter.destination, letter.key, now_ns),
-                description=job_description(letter.destination),
-                job_timeout=settings.job_timeout_s,
-                result_ttl=RESULT_TTL_S,
-                failure_ttl=DEFAULT_FAILURE_TTL_S,
-                retry=Retry(max=len(CRASH_RETRY_INTERVALS_S), interval=list(CRASH_RETRY_INTERVALS_S)),
-                pipeline=pipe,
-            )
-            pipe.hincrby(JOB_LEDGER, "created", 1)
-            deadletters.remove(redis, letter.key, pipeline=pipe)
-            pipe.execute()
-    return [letter.key for letter in letters]

@@ -14,7 +14,7 @@ from connector import create_app
 from connector.keys import LATENCY_BUCKETS_S
 from connector.keys import latency_field as bucket_for
 from connector.ops.metrics import Snapshot, render
-from connector.receive.views import authorised
+from connector.ops.views import authorised
 from tests.conftest import dt_body, make_settings, push
 from tests.connector.test_server import gunicorn, post
 

@@ -1,0 +1,122 @@
+"""The web process's Flask app: the receive path and the operator pages, built once per process.
+
+``create_app()`` is the factory gunicorn calls (``connector:create_app()``): settings, the Redis
+client, the verification policy and the dedupe+enqueue step are built here and injected.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from flask import Flask, Response
+from redis import Redis
+from werkzeug.exceptions import HTTPException
+
+from connector.jobspec import JobTemplate
+from connector.logs import AccessLog
+from connector.logs import configure as configure_logging
+from connector.receive.enqueue import Enqueuer
+from connector.receive.signature import VerificationPolicy
+from connector.receive.signing_keys import JwksKeyStore
+from connector.redis_conn import connect
+from connector.settings import Settings
+
+__all__ = ["Receiver", "create_app"]
+
+log = logging.getLogger("connector")
+
+
+@dataclass(frozen=True)
+class Receiver:
+    """What the push view needs, built once per process and kept on ``app.extensions``."""
+
+    settings: Settings
+    policy: VerificationPolicy
+    redis: Redis
+    enqueuer: Enqueuer
+    access_log: AccessLog
+
+
+def build_policy(settings: Settings, *, key_store: JwksKeyStore | None = None) -> VerificationPolicy:
+    """The verification policy ``settings`` describe."""
+    es_key_for = None
+    es_issuer = ""
+    if settings.asymmetric:
+        store = key_store or JwksKeyStore(settings.oidc_discovery_url)
+        es_key_for, es_issuer = store, store.issuer
+    return VerificationPolicy(
+        secrets=tuple(s.encode("utf-8") for s in settings.signature_secrets),
+        es_key_for=es_key_for,
+        es_issuer=es_issuer,
+        org_id=settings.org_id,
+        leeway_s=settings.signature_leeway_s,
+        skip=settings.insecure_skip_verify,
+    )
+
+
+def build_enqueuer(settings: Settings, redis: Redis) -> Enqueuer:
+    """The dedupe+enqueue step for ``settings`` (the receiver's, and backfill's)."""
+    return Enqueuer(
+        redis,
+        queue_name=settings.queue_name,
+        destinations=settings.destinations,
+        dedupe_ttl_s=settings.dedupe_ttl_s,
+        template=JobTemplate.from_rq(queue_name=settings.queue_name, timeout_s=settings.job_timeout_s),
+    )
+
+
+def create_app(
+    settings: Settings | None = None, *, configure_logs: bool = True, access_log: AccessLog | None = None
+) -> Flask:
+    """Build the web app. ``settings=None`` reads them from the environment.
+
+    ``access_log`` receives one JSON line per push (default: stdout).
+
+    Raises:
+        ConfigError: the configuration is incomplete or invalid (the process must not start).
+    """
+    settings = settings or Settings.from_env()
+    if configure_logs:
+        configure_logging()
+    # A bounded pool, one connection per request thread: the web dyno's share of the Redis
+    # plan's connection limit is WEB_CONCURRENCY x GUNICORN_THREADS, whatever the load.
+    redis = connect(
+        settings.redis_url,
+        timeout_s=settings.redis_timeout_s,
+        tls_verify=settings.redis_tls_verify,
+        max_connections=settings.web_threads,
+        client_name="dt-web",
+    )
+    enqueuer = build_enqueuer(settings, redis)
+    app = Flask(__name__)
+    # One byte over the limit: Werkzeug silently truncates a chunked body at this length,
+    # so the view reads limit + 1 bytes and can tell "exactly at the limit" from "over it".
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
+    app.extensions["connector"] = Receiver(
+        settings=settings,
+        policy=build_policy(settings),
+        redis=redis,
+        enqueuer=enqueuer,
+        access_log=access_log or AccessLog(flush_interval_s=settings.access_log_flush_ms / 1000),
+    )
+
+    from connector.ops.views import bp as ops
+    from connector.receive.views import bp as receive
+
+    app.register_blueprint(receive)
+    app.register_blueprint(ops)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Response:
+        # JSON instead of Werkzeug's HTML pages (404, 405, ...), for API clients and DT.
+        slug = (exc.name or "error").lower().replace(" ", "-")
+        body = f'{{"error":"{slug}"}}'
+        return Response(body, exc.code or 500, mimetype="application/json")
+
+    if settings.insecure_skip_verify:
+        log.warning("SIGNATURE VERIFICATION IS OFF (DT_INSECURE_SKIP_VERIFY): anyone can push events")
+    elif settings.asymmetric and not settings.org_id:
+        log.warning("DT_ORG_ID is not set: pushes signed by DT for ANY organisation will be accepted")
+    log.info("receiver ready: verifying %s; destinations %s", settings.verification_summary, settings.destinations)
+    return app

@@ -1,0 +1,120 @@
+"""The operator's endpoints: ``GET /metrics`` (Prometheus), ``GET /status`` and its replay form.
+
+Guarded by ``METRICS_TOKEN`` when it is set (``Authorization: Bearer <token>``, or HTTP Basic
+with the token as password, so a browser's login prompt works).
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import time
+from typing import TYPE_CHECKING
+
+from flask import Blueprint, Response, current_app, request
+from redis.exceptions import RedisError
+
+from connector import deadletters
+from connector.answers import JSON, redis_unavailable
+from connector.ops.metrics import collect, render
+from connector.ops.status import collect_status, render_status, replay_token
+
+if TYPE_CHECKING:
+    from connector.app import Receiver
+
+bp = Blueprint("ops", __name__)
+
+@bp.get("/metrics")
+def metrics_view() -> Response:
+    """Prometheus metrics shared by all processes (token-guarded when ``METRICS_TOKEN`` is set)."""
+    receiver, refusal = _operator()
+    if refusal is not None:
+        return refusal
+    settings = receiver.settings
+    try:
+        snap = collect(
+            receiver.redis, queue_name=settings.queue_name, destinations=settings.destinations, now=time.time()
+        )
+    except RedisError as exc:
+        text = f"# redis unavailable: {type(exc).__name__}\n"
+        return redis_unavailable(receiver.settings.retry_after_s, text, "text/plain")
+    body = render(snap, destinations=settings.destinations)
+    return Response(body, 200, content_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+@bp.get("/status")
+def status_page() -> Response:
+    """The operator's status page (HTML; guarded like /metrics)."""
+    receiver, refusal = _operator()
+    if refusal is not None:
+        return refusal
+    settings = receiver.settings
+    now = time.time()
+    try:
+        snap = collect(receiver.redis, queue_name=settings.queue_name, destinations=settings.destinations, now=now)
+        data = collect_status(receiver.redis, snap, destinations=settings.destinations, now=now)
+    except RedisError as exc:
+        return redis_unavailable(
+            receiver.settings.retry_after_s, f"<h1>Redis unavailable ({type(exc).__name__})</h1>", "text/html"
+        )
+    form = replay_token(settings.metrics_token) if settings.metrics_token else None
+    page = render_status(data, destinations=settings.destinations, now=now, replay_form=form)
+    response = Response(page, 200, mimetype="text/html")
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'"
+    return response
+
+
+@bp.post("/status/replay")
+def status_replay() -> Response:
+    """Re-queue the dead letters of one destination and reason, then back to the page."""
+    receiver, refusal = _operator()
+    settings = receiver.settings
+    if not settings.metrics_token:
+        return Response(b'{"error":"replay-disabled","detail":"set METRICS_TOKEN"}', 403, mimetype=JSON)
+    if refusal is not None:
+        return refusal
+    offered = request.form.get("form", "")
+    if not hmac.compare_digest(offered.encode(), replay_token(settings.metrics_token).encode()):
+        return Response(b'{"error":"bad-form","detail":"reload the status page"}', 403, mimetype=JSON)
+    destination, reason = request.form.get("destination", ""), request.form.get("reason", "")
+    letters = [x for x in deadletters.list_dead(receiver.redis, destination=destination) if x.reason == reason]
+    deadletters.replay(
+        receiver.redis, letters, queue_name=settings.queue_name, job_timeout_s=settings.job_timeout_s, now=time.time()
+    )
+    return Response(status=303, headers={"Location": "../status"})
+
+
+def authorised(header: str, token: str) -> bool:
+    """Whether an ``Authorization`` header carries ``token``. Pure.
+
+    Accepts ``Bearer <token>`` (Prometheus) and HTTP Basic with the token as password (a
+    browser's login prompt). No token configured means the endpoints are open.
+    """
+    if not token:
+        return True
+    scheme, _, credentials = header.partition(" ")
+    if scheme.lower() == "bearer":
+        offered = credentials.strip()
+    elif scheme.lower() == "basic":
+        try:
+            offered = base64.b64decode(credentials.strip(), validate=True).decode("utf-8").partition(":")[2]
+        except (ValueError, UnicodeDecodeError):
+            return False
+    else:
+        return False
+    return hmac.compare_digest(offered.encode(), token.encode())
+
+
+def _operator() -> tuple[Receiver, Response | None]:
+    """The receiver, and the 401 to answer when the request lacks ``METRICS_TOKEN`` (else None)."""
+    receiver: Receiver = current_app.extensions["connector"]
+    if authorised(request.headers.get("Authorization", ""), receiver.settings.metrics_token):
+        return receiver, None
+    return receiver, _unauthorised()
+
+
+def _unauthorised() -> Response:
+    response = Response(b'{"error":"unauthorized","detail":"send the METRICS_TOKEN"}', 401, mimetype=JSON)
+    response.headers["WWW-Authenticate"] = 'Basic realm="dt-connector", charset="UTF-8"'
+    return response
