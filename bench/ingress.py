@@ -143,6 +143,8 @@ class RunResult:
     balanced: bool | None = None
     """Every worker held at least ``Bench.min_per_worker`` connections (None: not checked)."""
     attempts: int = 1
+    cpu_us_per_request: float = 0.0
+    """CPU time of the gunicorn workers per answered request: steadier than req/s on a shared machine."""
 
     @property
     def errors(self) -> int:
@@ -171,6 +173,7 @@ class LoadFigures:
     """Stopped early because the connections were spread too unevenly over the workers."""
     attempts: int = 1
     """Connection sets the generator itself opened before this one counted (Python generator)."""
+    cpu_s: float = 0.0
 
 
 # --------------------------------------------------------------------------- servers
@@ -251,6 +254,15 @@ class GunicornServer:
         except psutil.Error:
             return None
         return sorted(counts, reverse=True)
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the gunicorn worker processes have used so far."""
+        if psutil is None or self._process is None:
+            return 0.0
+        try:
+            return sum(sum(w.cpu_times()[:2]) for w in psutil.Process(self._process.pid).children())
+        except psutil.Error:
+            return 0.0
 
     def log_tail(self, lines: int = 20) -> str:
         try:
@@ -546,6 +558,7 @@ class Bench:
             conns_per_worker=spread,
             balanced=None if not spread else min(spread) >= self.min_per_worker,
             attempts=attempts + figures.attempts - 1,
+            cpu_us_per_request=figures.cpu_s / max(1, figures.responses) * 1e6,
         )
         self._count_writes(result)
         if result.errors:
@@ -559,7 +572,9 @@ class Bench:
             attempt += 1
             self.wait_quiet()
             self.redis.flushall()
+            cpu_before = server.cpu_seconds()
             figures = self.load(server, warmup=False, guard=attempt < self.max_attempts)
+            figures.cpu_s = server.cpu_seconds() - cpu_before
             if attempt >= self.max_attempts:
                 return figures, attempt
             if figures.aborted:
@@ -594,7 +609,7 @@ class Bench:
 def _fmt_run(r: RunResult) -> str:
     line = (
         f"round {r.round} {r.target:<11} {r.rps:8.0f} req/s  p50 {r.p50_ms:6.2f} ms  "
-        f"p99 {r.p99_ms:6.2f} ms  errors {r.errors}"
+        f"p99 {r.p99_ms:6.2f} ms  errors {r.errors}  cpu {r.cpu_us_per_request:5.0f} µs/req"
     )
     if r.conns_per_worker:
         line += f"  conns/worker {'+'.join(map(str, r.conns_per_worker))}"
@@ -625,6 +640,7 @@ def summarise(runs: list[RunResult]) -> dict[str, Any]:
             "p99_ms": statistics.median(r.p99_ms for r in mine),
             "errors": float(sum(r.errors for r in mine)),
             "rounds": float(len(mine)),
+            "cpu_us_per_request": statistics.median(r.cpu_us_per_request for r in mine),
         }
     rec, dmin, bare = medians[RECEIVER], medians[DURABLE_MIN], medians[BARE]
     ratios = {
@@ -632,6 +648,7 @@ def summarise(runs: list[RunResult]) -> dict[str, Any]:
         "receiver_vs_bare_rps": rec["rps"] / bare["rps"],
         "receiver_vs_durable_min_p99": rec["p99_ms"] / dmin["p99_ms"],
         "durable_min_vs_bare_rps": dmin["rps"] / bare["rps"],
+        "receiver_vs_durable_min_cpu": rec["cpu_us_per_request"] / dmin["cpu_us_per_request"],
     }
     total_errors = sum(r.errors for r in runs)
     writes_ok = all(r.writes_ok for r in runs if r.writes_ok is not None)
@@ -648,14 +665,16 @@ def print_summary(summary: dict[str, Any], rounds: int) -> None:
     medians, ratios, checks = summary["medians"], summary["ratios"], summary["checks"]
     print()
     print(f"Summary: medians over {rounds} round(s)")
-    print(f"  {'target':<12} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+    print(f"  {'target':<12} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'cpu µs/req':>11}")
     for target, m in medians.items():
-        print(f"  {target:<12} {m['rps']:9.0f} {m['p50_ms']:8.2f} {m['p99_ms']:8.2f} {int(m['errors']):7d}")
+        print(f"  {target:<12} {m['rps']:9.0f} {m['p50_ms']:8.2f} {m['p99_ms']:8.2f} {int(m['errors']):7d} "
+              f"{m['cpu_us_per_request']:11.0f}")  # fmt: skip
     print()
     print(f"  receiver / durable-min req/s : {ratios['receiver_vs_durable_min_rps']:.3f}")
     print(f"  receiver / bare req/s        : {ratios['receiver_vs_bare_rps']:.3f}")
     print(f"  durable-min / bare req/s     : {ratios['durable_min_vs_bare_rps']:.3f}")
     print(f"  receiver p99 / durable-min p99: {ratios['receiver_vs_durable_min_p99']:.3f}")
+    print(f"  receiver / durable-min CPU per request (web workers): {ratios['receiver_vs_durable_min_cpu']:.3f}")
     print()
 
     def mark(ok: bool) -> str:
