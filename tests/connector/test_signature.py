@@ -374,3 +374,36 @@ def test_pure_modules_do_no_io():
         names = vars(module)
         for forbidden in ("flask", "redis", "requests", "time", "Redis", "request"):
             assert forbidden not in names, f"{module.__name__} imports {forbidden}"
+
+
+class TestAudience:
+    """RFC 7519 §4.1.3: a token naming an audience the receiver is not must be refused."""
+
+    body = dt_body()
+
+    def test_hs256_token_with_an_audience_is_refused(self):
+        token = sign(self.body, aud="another-connector")
+        with pytest.raises(BadSignature) as info:
+            verify_hs256(self.body, token, secrets=(SECRET.encode(),), now=time.time(), leeway_s=60)
+        assert info.value.reason == "audience-not-allowed"
+
+    def test_hs256_token_naming_the_configured_audience_is_accepted(self):
+        token = sign(self.body, aud=["other", "this-connector"])
+        claims = verify_hs256(
+            self.body, token, secrets=(SECRET.encode(),), now=time.time(), leeway_s=60, audience="this-connector"
+        )
+        assert claims["aud"] == ["other", "this-connector"]
+
+    def test_es256_token_with_an_audience_is_refused(self, ec_key):
+        claims = {
+            "iss": ISSUER,
+            "sub": "org-123",
+            "aud": "another-connector",
+            "exp": time.time() + 60,
+            "checksum_sha256": hashlib.sha256(self.body).hexdigest(),
+        }
+        token = jwt.encode(claims, ec_key, algorithm="ES256", headers={"kid": "k1"})
+        with pytest.raises(BadSignature) as info:
+            verify_es256(self.body, token, key_for=lambda kid: ec_key.public_key(), issuer=ISSUER, org_id="org-123",
+                         now=time.time(), leeway_s=60)  # fmt: skip
+        assert info.value.reason == "audience-not-allowed"
