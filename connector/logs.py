@@ -4,8 +4,10 @@
 ``AccessLog`` writes it. Both are hand-made because they run on every push: the line
 is built from the few fields it has (short strings and numbers; nothing from headers,
 so never a secret or token), and it goes to stdout with ``os.write`` rather than
-through ``logging`` — a ``Logger.info`` call measured ~14 µs against ~1.5 µs, and its
-handler lock serialises gunicorn's threads. Under load even that one write system call
+through ``logging``. With logging's own ``QueueHandler`` and ``QueueListener`` instead,
+the web workers spent 796 instead of 619 µs of CPU per push and the receiver fell from
+0.83 to 0.67 of durable-min's requests per second (``bench.ingress``, python-svc,
+2026-12-04). Under load even that one write system call
 per push measured ~17 µs, so lines are buffered for at most ``flush_interval_s`` (like
 nginx's ``access_log … buffer= flush=``) and written together; ``flush_interval_s=0``
 writes each line at once. A buffered line can be lost only if the process is killed
