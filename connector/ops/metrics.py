@@ -23,10 +23,14 @@ scheduled, failed). Counters and RQ's structures are read in one MULTI, so the d
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TypeVar
 
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
 from redis import Redis
 
 from connector import keys
@@ -170,89 +174,146 @@ def collect(redis: Redis, *, queue_name: str, destinations: Sequence[str], now: 
 
 
 def render(snap: Snapshot, *, destinations: Sequence[str]) -> str:
-    """The snapshot in Prometheus text exposition format (version 0.0.4). Pure."""
-    out: list[str] = []
-
-    def family(name: str, kind: str, help_text: str, samples: Iterable[tuple[Mapping[str, str], float]]) -> None:
-        out.append(f"# HELP dt_connector_{name} {help_text}")
-        out.append(f"# TYPE dt_connector_{name} {kind}")
-        for labels, value in samples:
-            out.append(f"dt_connector_{name}{_labels(labels)} {_number(value)}")
-
-    family("pushes_received_total", "counter", "Pushes answered (accepted, duplicate or rejected).",
-           [({}, snap.received)])
-    family("pushes_verified_total", "counter", "Pushes whose signature verified.", [({}, snap.verified)])
-    family("pushes_total", "counter", "Pushes by outcome.", [
-        ({"outcome": "accepted"}, snap.pushes.get("accepted", 0)),
-        ({"outcome": "duplicate"}, snap.pushes.get("duplicate", 0)),
-        ({"outcome": "rejected"}, sum(snap.rejected.values())),
-    ])
-    family("pushes_rejected_total", "counter", "Rejected pushes by HTTP status and reason.",
-           [({"status": s, "reason": r}, n) for (s, r), n in sorted(snap.rejected.items())])
-    family("events_enqueued_total", "counter", "Events queued for the destinations (new, not duplicates).",
-           [({}, snap.pushes.get("accepted", 0))])
-    family("deliveries_total", "counter", "Delivery attempts by destination and outcome.", [
-        ({"destination": d, "outcome": outcome}, snap.deliveries.get(d, {}).get(outcome, 0))
-        for d in destinations
-        for outcome in ("delivered", "retried", "dead_lettered")
-    ])
-    family("skipped_total", "counter", "Events the mapping skips, by destination and reason.",
-           [({"destination": d, "reason": r}, n) for d in destinations for r, n in sorted(snap.skipped[d].items())])
-    family("queue_depth", "gauge", "Jobs waiting in the queue.", [({"queue": snap.queue}, snap.queue_depth)])
-    family("oldest_queued_age_seconds", "gauge", "Age of the oldest waiting job (0 when none).",
-           [({"queue": snap.queue}, round(snap.oldest_queued_age_s, 3))])
-    family("scheduled_retries", "gauge", "Jobs waiting for a retry.", [({"queue": snap.queue}, snap.scheduled)])
-    family("jobs_in_progress", "gauge", "Jobs being worked on.", [({"queue": snap.queue}, snap.started)])
-    family("failed_jobs", "gauge", "Jobs RQ failed (crashed workers, bugs).", [({"queue": snap.queue}, snap.failed)])
-    family("dead_letters", "gauge", "Deliveries given up on, kept for replay.", [({}, snap.dead_letters)])
-    jobs = snap.jobs
-    family("jobs_created_total", "counter", "Jobs created (one per accepted event and destination, and per replay).",
-           [({}, jobs.created)])
-    family("jobs_settled_total", "counter", "Jobs finished, by outcome.", [
-        ({"outcome": "delivered"}, jobs.delivered),
-        ({"outcome": "skipped"}, jobs.skipped),
-        ({"outcome": "dead_lettered"}, jobs.dead_lettered),
-        ({"outcome": "other"}, jobs.finished),
-    ])
-    family("jobs_stranded", "gauge", "Jobs a dead worker left between dequeue and execution (retried by maintenance).",
-           [({"queue": snap.queue}, jobs.intermediate)])
-    family("jobs_unaccounted", "gauge", "Jobs created that are neither settled nor anywhere in RQ: lost (must be 0).",
-           [({"queue": snap.queue}, jobs.unaccounted)])
-    out.append("# HELP dt_connector_delivery_latency_seconds Receive-to-delivered time.")
-    out.append("# TYPE dt_connector_delivery_latency_seconds histogram")
-    for d in destinations:
-        fields = snap.latency.get(d, {})
-        cumulative = 0.0
-        for bound in [*(bucket_name(b) for b in LATENCY_BUCKETS_S), "+Inf"]:
-            cumulative += fields.get(bound, 0.0)
-            out.append(f"dt_connector_delivery_latency_seconds_bucket{_labels({'destination': d, 'le': bound})} "
-                       f"{_number(cumulative)}")
-        out.append(f"dt_connector_delivery_latency_seconds_sum{_labels({'destination': d})} "
-                   f"{_number(round(fields.get('sum', 0.0), 6))}")
-        out.append(f"dt_connector_delivery_latency_seconds_count{_labels({'destination': d})} {_number(cumulative)}")
-    family("last_success_timestamp_seconds", "gauge", "When the destination last accepted an event (0: never).",
-           [({"destination": d}, snap.health.get(d, {}).get("last_ok", 0.0)) for d in destinations])
-    family("last_failure_timestamp_seconds", "gauge", "When a delivery to the destination last failed (0: never).",
-           [({"destination": d}, snap.health.get(d, {}).get("last_error", 0.0)) for d in destinations])
-    return "\n".join(out) + "\n"
+    """The snapshot in Prometheus text exposition format (``prometheus_client``). Pure."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_SnapshotCollector(snap, tuple(destinations)))
+    return generate_latest(registry).decode()
 
 
-def _labels(labels: Mapping[str, str]) -> str:
-    if not labels:
-        return ""
-    inner = ",".join(f'{k}="{_escape(str(v))}"' for k, v in labels.items())
-    return "{" + inner + "}"
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+"""The exposition's content type (text format 0.0.4)."""
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+class _SnapshotCollector(Collector):
+    """The families of one snapshot, read from Redis at scrape time rather than counted in-process:
+    every web and worker process counts into the same Redis hashes."""
+
+    def __init__(self, snap: Snapshot, destinations: tuple[str, ...]) -> None:
+        self._snap = snap
+        self._destinations = destinations
+
+    def collect(self) -> Iterator[Metric]:
+        snap, destinations, jobs = self._snap, self._destinations, self._snap.jobs
+        queue = {"queue": snap.queue}
+        yield _counter("pushes_received", "Pushes answered (accepted, duplicate or rejected).", [({}, snap.received)])
+        yield _counter("pushes_verified", "Pushes whose signature verified.", [({}, snap.verified)])
+        yield _counter(
+            "pushes",
+            "Pushes by outcome.",
+            [
+                ({"outcome": "accepted"}, snap.pushes.get("accepted", 0)),
+                ({"outcome": "duplicate"}, snap.pushes.get("duplicate", 0)),
+                ({"outcome": "rejected"}, sum(snap.rejected.values())),
+            ],
+        )
+        yield _counter(
+            "pushes_rejected",
+            "Rejected pushes by HTTP status and reason.",
+            [({"status": s, "reason": r}, n) for (s, r), n in sorted(snap.rejected.items())],
+        )
+        yield _counter(
+            "events_enqueued",
+            "Events queued for the destinations (new, not duplicates).",
+            [({}, snap.pushes.get("accepted", 0))],
+        )
+        yield _counter(
+            "deliveries",
+            "Delivery attempts by destination and outcome.",
+            [
+                ({"destination": d, "outcome": outcome}, snap.deliveries.get(d, {}).get(outcome, 0))
+                for d in destinations
+                for outcome in ("delivered", "retried", "dead_lettered")
+            ],
+        )
+        yield _counter(
+            "skipped",
+            "Events the mapping skips, by destination and reason.",
+            [
+                ({"destination": d, "reason": r}, n)
+                for d in destinations
+                for r, n in sorted(snap.skipped.get(d, {}).items())
+            ],
+        )
+        yield _gauge("queue_depth", "Jobs waiting in the queue.", [(queue, snap.queue_depth)])
+        yield _gauge(
+            "oldest_queued_age_seconds",
+            "Age of the oldest waiting job (0 when none).",
+            [(queue, round(snap.oldest_queued_age_s, 3))],
+        )
+        yield _gauge("scheduled_retries", "Jobs waiting for a retry.", [(queue, snap.scheduled)])
+        yield _gauge("jobs_in_progress", "Jobs being worked on.", [(queue, snap.started)])
+        yield _gauge("failed_jobs", "Jobs RQ failed (crashed workers, bugs).", [(queue, snap.failed)])
+        yield _gauge("dead_letters", "Deliveries given up on, kept for replay.", [({}, snap.dead_letters)])
+        yield _counter(
+            "jobs_created",
+            "Jobs created (one per accepted event and destination, and per replay).",
+            [({}, jobs.created)],
+        )
+        yield _counter(
+            "jobs_settled",
+            "Jobs finished, by outcome.",
+            [
+                ({"outcome": "delivered"}, jobs.delivered),
+                ({"outcome": "skipped"}, jobs.skipped),
+                ({"outcome": "dead_lettered"}, jobs.dead_lettered),
+                ({"outcome": "other"}, jobs.finished),
+            ],
+        )
+        yield _gauge(
+            "jobs_stranded",
+            "Jobs a dead worker left between dequeue and execution (retried by maintenance).",
+            [(queue, jobs.intermediate)],
+        )
+        yield _gauge(
+            "jobs_unaccounted",
+            "Jobs created that are neither settled nor anywhere in RQ: lost (must be 0).",
+            [(queue, jobs.unaccounted)],
+        )
+        latency = HistogramMetricFamily(
+            "dt_connector_delivery_latency_seconds", "Receive-to-delivered time.", labels=["destination"]
+        )
+        for d in destinations:
+            fields = snap.latency.get(d, {})
+            cumulative, buckets = 0.0, []
+            for bound in [*(bucket_name(b) for b in LATENCY_BUCKETS_S), "+Inf"]:
+                cumulative += fields.get(bound, 0.0)
+                buckets.append((bound, cumulative))
+            latency.add_metric([d], buckets, sum_value=round(fields.get("sum", 0.0), 6))
+        yield latency
+        yield _gauge(
+            "last_success_timestamp_seconds",
+            "When the destination last accepted an event (0: never).",
+            [({"destination": d}, snap.health.get(d, {}).get("last_ok", 0.0)) for d in destinations],
+        )
+        yield _gauge(
+            "last_failure_timestamp_seconds",
+            "When a delivery to the destination last failed (0: never).",
+            [({"destination": d}, snap.health.get(d, {}).get("last_error", 0.0)) for d in destinations],
+        )
 
 
-def _number(value: float) -> str:
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return repr(value) if isinstance(value, float) else str(value)
+Samples = Iterable[tuple[Mapping[str, str], float]]
+_Family = TypeVar("_Family", CounterMetricFamily, GaugeMetricFamily)
 
+
+def _counter(name: str, documentation: str, samples: Samples) -> CounterMetricFamily:
+    rows = list(samples)
+    return _filled(CounterMetricFamily(f"dt_connector_{name}", documentation, labels=_label_names(rows)), rows)
+
+
+def _gauge(name: str, documentation: str, samples: Samples) -> GaugeMetricFamily:
+    rows = list(samples)
+    return _filled(GaugeMetricFamily(f"dt_connector_{name}", documentation, labels=_label_names(rows)), rows)
+
+
+def _label_names(rows: list[tuple[Mapping[str, str], float]]) -> list[str]:
+    return list(rows[0][0]) if rows else []
+
+
+def _filled(family: _Family, rows: list[tuple[Mapping[str, str], float]]) -> _Family:
+    for labels, value in rows:
+        family.add_metric(list(labels.values()), value)
+    return family
 
 
 def _ints(raw: Mapping[bytes | str, bytes | str]) -> dict[str, int]:

@@ -16,7 +16,7 @@ from redis.exceptions import RedisError
 
 from connector import deadletters
 from connector.answers import JSON, redis_unavailable
-from connector.ops.metrics import collect, render
+from connector.ops.metrics import CONTENT_TYPE, collect, render
 from connector.ops.status import collect_status, render_status, replay_token
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ def metrics_view() -> Response:
         text = f"# redis unavailable: {type(exc).__name__}\n"
         return redis_unavailable(receiver.settings.retry_after_s, text, "text/plain")
     body = render(snap, destinations=settings.destinations)
-    return Response(body, 200, content_type="text/plain; version=0.0.4; charset=utf-8")
+    return Response(body, 200, content_type=CONTENT_TYPE)
 
 
 @bp.get("/status")

@@ -21,16 +21,31 @@ from tests.connector.test_server import gunicorn, post
 SAMPLE = re.compile(r'^dt_connector_[a-z_]+(\{([a-z_]+="[^"\\]*(\\.[^"\\]*)*",?)+\})? -?[0-9.e+]+$')
 
 
-def metrics_of(text: str) -> dict[str, float]:
+class Samples(dict[str, float]):
+    """Samples by 'name{labels}', whatever order the labels are written in (Prometheus ignores it)."""
+
+    def __getitem__(self, key: str) -> float:
+        return super().__getitem__(canonical(key))
+
+
+def canonical(key: str) -> str:
+    name, _, labels = key.partition("{")
+    if not labels:
+        return name
+    pairs = re.findall(r'([a-z_]+)="((?:[^"\\]|\\.)*)"', labels)
+    return name + "{" + ",".join(f'{k}="{v}"' for k, v in sorted(pairs)) + "}"
+
+
+def metrics_of(text: str) -> Samples:
     """Sample lines as {'name{labels}': value}, checking each line's syntax."""
-    samples = {}
+    samples = Samples()
     for line in text.splitlines():
         if line.startswith("#"):
             assert line.startswith(("# HELP dt_connector_", "# TYPE dt_connector_")), line
             continue
         assert SAMPLE.match(line), line
         key, _, value = line.rpartition(" ")
-        samples[key] = float(value)
+        samples[canonical(key)] = float(value)
     return samples
 
 
