@@ -7,16 +7,19 @@ signature secret is shown once, with the ``heroku config:set`` line that install
 
 from __future__ import annotations
 
-import argparse
 import json
+import os
 import random
 import secrets
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
+
+import click
 
 from connector.dt.api import DtApi, DtApiError
 from connector.errors import ConfigError
@@ -30,55 +33,92 @@ DEV_ORG = "dt-connector-dev-org"
 DEV_KID = "dt-connector-dev"
 
 
-def add_parsers(commands: Any) -> None:
-    """Register ``send-test-event``, ``connector`` and ``backfill`` on the CLI."""
-    send = commands.add_parser("send-test-event", help="act as DT: push signed test events to a receiver")
-    send.add_argument("--type", default="temperature", help="event type, comma list, or 'all' (default: temperature)")
-    send.add_argument("--count", type=int, default=1)
-    send.add_argument("--url", default="http://127.0.0.1:5000/dt/events")
-    send.add_argument("--duplicate-rate", type=float, default=0.0, help="share of events delivered twice (0..1)")
-    send.add_argument("--secret", help="signature secret (default: DT_SIGNATURE_SECRET, else the dev secret)")
-    send.add_argument("--asymmetric", action="store_true", help="also sign DT-Asymmetric-Signature with a local key")
-    send.add_argument("--oidc-port", type=int, default=8765, help="port of the local identity for --asymmetric")
-    send.add_argument("--retry-for", type=float, default=60.0, help="seconds to keep retrying non-200 answers")
-    send.add_argument("--seed", type=int, help="make the events reproducible")
-    send.add_argument("--state-dir", type=Path, default=Path(".dt-connector"))
-
-    dc = commands.add_parser("connector", help="manage the DT Data Connector through DT's REST API")
-    dc_commands = dc.add_subparsers(dest="action", required=True)
-    create = dc_commands.add_parser("create", help="create a Data Connector pushing to --url")
-    create.add_argument("--url", required=True, help="the public https URL of POST /dt/events")
-    create.add_argument("--name", default="dt-connector", help="display name")
-    _add_connector_options(create)
-    update = dc_commands.add_parser("update", help="change URL, secret, events or labels")
-    update.add_argument("--url")
-    update.add_argument("--status", choices=("ACTIVE", "USER_DISABLED"))
-    _add_connector_options(update)
-    update.add_argument("--rotate-secret", action="store_true", help="generate a new secret (old one kept valid here)")
-    for name in ("show", "metrics"):
-        dc_commands.add_parser(name, help=f"{name} the Data Connector")
-    for sub in dc_commands.choices.values():
-        sub.add_argument("--connector", help="Data Connector id (default: DT_CONNECTOR_ID)")
-        sub.add_argument("--app", default="<your-app>", help="Heroku app name for the printed config:set line")
-
-    backfill = commands.add_parser("backfill", help="queue missed events from DT's event history")
-    backfill.add_argument("--since", help="how far back, e.g. 24h, 90m, 7d")
-    backfill.add_argument("--from", dest="start", help="window start, RFC 3339")
-    backfill.add_argument("--to", dest="end", help="window end, RFC 3339 (default: now)")
-    backfill.add_argument("--device", help="only this device id")
+def _connector_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The options ``connector create`` and ``connector update`` share."""
+    for option in reversed([
+        click.option("--secret", help="signature secret to set (default on create: generated)"),
+        click.option("--secret-from-env", is_flag=True, help="use DT_SIGNATURE_SECRET's first secret"),
+        click.option("--events", help="'all' (default on create), 'mapped', or a comma list of event types"),
+        click.option("--labels", default="", help="extra label keys to include (name and the mapping's are always)"),
+        click.option("--connector", "connector_id", help="Data Connector id (default: DT_CONNECTOR_ID)"),
+        click.option("--app", default="<your-app>", help="Heroku app name for the printed config:set line"),
+    ]):  # fmt: skip
+        command = option(command)
+    return command
 
 
-def _add_connector_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--secret", help="signature secret to set (default on create: generated)")
-    parser.add_argument("--secret-from-env", action="store_true", help="use DT_SIGNATURE_SECRET's first secret")
-    parser.add_argument("--events", help="'all' (default on create), 'mapped', or a comma list of event types")
-    parser.add_argument("--labels", default="", help="extra label keys to include (name and the mapping's are always)")
+@click.command("send-test-event")
+@click.option("--type", "type_", default="temperature", help="event type, comma list, or 'all'")
+@click.option("--count", type=int, default=1, show_default=True)
+@click.option("--url", default="http://127.0.0.1:5000/dt/events", show_default=True)
+@click.option("--duplicate-rate", type=float, default=0.0, help="share of events delivered twice (0..1)")
+@click.option("--secret", help="signature secret (default: DT_SIGNATURE_SECRET, else the dev secret)")
+@click.option("--asymmetric", is_flag=True, help="also sign DT-Asymmetric-Signature with a local key")
+@click.option("--oidc-port", type=int, default=8765, show_default=True, help="port of the local identity")
+@click.option("--retry-for", type=float, default=60.0, show_default=True, help="seconds to retry non-200 answers")
+@click.option("--seed", type=int, help="make the events reproducible")
+@click.option("--state-dir", type=click.Path(path_type=Path), default=Path(".dt-connector"), show_default=True)
+def send_test_event(**options: Any) -> int:
+    """Act as DT: push signed test events to a receiver."""
+    return run_send_test_event(SimpleNamespace(type=options.pop("type_"), **options), os.environ)
+
+
+@click.group("connector")
+def connector() -> None:
+    """Manage the DT Data Connector through DT's REST API."""
+
+
+@connector.command("create")
+@click.option("--url", required=True, help="the public https URL of POST /dt/events")
+@click.option("--name", default="dt-connector", show_default=True, help="display name")
+@_connector_options
+def connector_create(**options: Any) -> int:
+    """Create a Data Connector pushing to --url."""
+    return run_connector(_connector_args("create", options), os.environ)
+
+
+@connector.command("update")
+@click.option("--url", help="the public https URL of POST /dt/events")
+@click.option("--status", type=click.Choice(["ACTIVE", "USER_DISABLED"]))
+@click.option("--rotate-secret", is_flag=True, help="generate a new secret (the old one stays valid here)")
+@_connector_options
+def connector_update(**options: Any) -> int:
+    """Change the URL, secret, events, labels or status."""
+    return run_connector(_connector_args("update", options), os.environ)
+
+
+@connector.command("show")
+@click.option("--connector", "connector_id", help="Data Connector id (default: DT_CONNECTOR_ID)")
+def connector_show(connector_id: str | None) -> int:
+    """Show the Data Connector (its secret hidden)."""
+    return run_connector(SimpleNamespace(action="show", connector=connector_id), os.environ)
+
+
+@connector.command("metrics")
+@click.option("--connector", "connector_id", help="Data Connector id (default: DT_CONNECTOR_ID)")
+def connector_metrics(connector_id: str | None) -> int:
+    """DT's delivery figures for the Data Connector (last 3 hours)."""
+    return run_connector(SimpleNamespace(action="metrics", connector=connector_id), os.environ)
+
+
+def _connector_args(action: str, options: dict[str, Any]) -> SimpleNamespace:
+    return SimpleNamespace(action=action, connector=options.pop("connector_id"), **options)
+
+
+@click.command("backfill")
+@click.option("--since", help="how far back, e.g. 24h, 90m, 7d")
+@click.option("--from", "start", help="window start, RFC 3339")
+@click.option("--to", "end", help="window end, RFC 3339 (default: now)")
+@click.option("--device", help="only this device id")
+def backfill(**options: Any) -> int:
+    """Queue missed events from DT's event history (resumable)."""
+    return run_backfill(SimpleNamespace(**options), os.environ)
 
 
 # ---- send-test-event -----------------------------------------------------------------------
 
 
-def run_send_test_event(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+def run_send_test_event(args: Any, environ: Mapping[str, str]) -> int:
     from connector.dev.send_test import DtSimulator, LocalIdentity, load_or_create_key
 
     event_types = _event_types(args.type)
@@ -133,7 +173,7 @@ def _dev_secret(state_dir: Path, *, required: bool) -> str | None:
 # ---- connector ------------------------------------------------------------------------------
 
 
-def run_connector(args: argparse.Namespace, environ: Mapping[str, str], api: DtApi | None = None) -> int:
+def run_connector(args: Any, environ: Mapping[str, str], api: DtApi | None = None) -> int:
     api = api or DtApi(DtApiSettings.from_env(environ))
     try:
         if args.action == "create":
@@ -157,7 +197,7 @@ def run_connector(args: argparse.Namespace, environ: Mapping[str, str], api: DtA
         return 1
 
 
-def _create(args: argparse.Namespace, environ: Mapping[str, str], api: DtApi) -> int:
+def _create(args: Any, environ: Mapping[str, str], api: DtApi) -> int:
     _require_https(args.url)
     secret, generated = _chosen_secret(args, environ, generate=True)
     body = {
@@ -178,7 +218,7 @@ def _create(args: argparse.Namespace, environ: Mapping[str, str], api: DtApi) ->
     return 0
 
 
-def _update(args: argparse.Namespace, environ: Mapping[str, str], api: DtApi, connector_id: str) -> int:
+def _update(args: Any, environ: Mapping[str, str], api: DtApi, connector_id: str) -> int:
     changes: dict[str, Any] = {}
     http: dict[str, Any] = {}
     if args.url:
@@ -229,7 +269,7 @@ def _event_filter(text: str | None, environ: Mapping[str, str]) -> list[str]:
     return _event_types(text)
 
 
-def _chosen_secret(args: argparse.Namespace, environ: Mapping[str, str], *, generate: bool) -> tuple[str | None, bool]:
+def _chosen_secret(args: Any, environ: Mapping[str, str], *, generate: bool) -> tuple[str | None, bool]:
     if args.secret:
         return args.secret, False
     if args.secret_from_env:
@@ -279,7 +319,7 @@ def redacted(connector: Mapping[str, Any]) -> dict[str, Any]:
 # ---- backfill -------------------------------------------------------------------------------
 
 
-def run_backfill(args: argparse.Namespace, environ: Mapping[str, str], api: DtApi | None = None) -> int:
+def run_backfill(args: Any, environ: Mapping[str, str], api: DtApi | None = None) -> int:
     from connector.app import build_enqueuer
     from connector.dt.backfill import Backfill, window
     from connector.redis_conn import connect

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import Any
 
+import click
 from redis import Redis
 
 from connector import deadletters
@@ -32,22 +35,48 @@ def parse_time(value: str, *, now: float) -> float:
     return parsed.timestamp()
 
 
-def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    failed = commands.add_parser("failed", help="list, show or replay dead-lettered deliveries")
-    actions = failed.add_subparsers(dest="action", required=True)
-    for name in ("list", "replay"):
-        action = actions.add_parser(name, help=f"{name} dead letters (filters combine)")
-        action.add_argument("--destination", choices=("moost", "spot", "log"))
-        action.add_argument("--event-type")
-        action.add_argument("--since", help="e.g. 24h, 30m, 7d, or an ISO time")
-        action.add_argument("--until", help="e.g. 1h, or an ISO time")
-        if name == "replay":
-            action.add_argument("keys", nargs="*", help="dead letters to replay (default: all matching filters)")
-    show = actions.add_parser("show", help="show one dead letter in full")
-    show.add_argument("key")
+_FILTERS = [
+    click.option("--destination", type=click.Choice(["moost", "spot", "log"])),
+    click.option("--event-type"),
+    click.option("--since", help="e.g. 24h, 30m, 7d, or an ISO time"),
+    click.option("--until", help="e.g. 1h, or an ISO time"),
+]
 
 
-def run(args: argparse.Namespace, settings: Settings) -> int:
+def _filters(command: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(_FILTERS):
+        command = option(command)
+    return command
+
+
+@click.group("failed")
+def failed() -> None:
+    """List, show or replay dead-lettered deliveries."""
+
+
+@failed.command("list")
+@_filters
+def failed_list(**filters: Any) -> int:
+    """List dead letters (filters combine), and where every other job is."""
+    return run(SimpleNamespace(action="list", keys=(), **filters), Settings.from_env())
+
+
+@failed.command("show")
+@click.argument("key")
+def failed_show(key: str) -> int:
+    """Show one dead letter in full."""
+    return run(SimpleNamespace(action="show", key=key), Settings.from_env())
+
+
+@failed.command("replay")
+@_filters
+@click.argument("keys", nargs=-1)
+def failed_replay(keys: tuple[str, ...], **filters: Any) -> int:
+    """Queue dead letters again (default: all matching the filters) after a fix."""
+    return run(SimpleNamespace(action="replay", keys=keys, **filters), Settings.from_env())
+
+
+def run(args: Any, settings: Settings) -> int:
     redis = connect(settings.redis_url, timeout_s=settings.redis_timeout_s, tls_verify=settings.redis_tls_verify)
     now = time.time()
     if args.action == "show":

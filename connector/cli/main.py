@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import secrets
 import signal
@@ -25,8 +24,11 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
+import click
 import requests
 
+from connector.cli.commands import backfill, connector, send_test_event
+from connector.cli.failed import failed
 from connector.dev.embedded_redis import EmbeddedRedis
 from connector.dev.ngrok import NgrokError
 from connector.errors import ConfigError
@@ -42,57 +44,72 @@ STATE_DIR = Path(".dt-connector")
 """Per-checkout development state (embedded Redis data, generated dev secret); gitignored."""
 
 
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="dt-connector", prog_name="dt-connector")
+def cli() -> None:
+    """dt-connector: receive Disruptive Technologies Data Connector pushes, queue them durably
+    in Redis and forward them to MOOST and Spot AI."""
+
+
+@cli.command()
+@click.option("--port", type=int, default=lambda: int(os.environ.get("PORT", "5000")), show_default="$PORT or 5000")
+@click.option("--host", default="127.0.0.1", show_default=True, help="interface to bind")
+@click.option("--state-dir", type=click.Path(path_type=Path), default=STATE_DIR, show_default=True)
+@click.option("--ngrok", is_flag=True, help="expose the receiver through an ngrok https tunnel")
+def dev(port: int, host: str, state_dir: Path, ngrok: bool) -> int:
+    """Run Redis, web and worker locally until Ctrl-C."""
+    return run_dev(port=port, host=host, state_dir=state_dir, ngrok=ngrok)
+
+
+@cli.command()
+@click.option("--bind", help="address to listen on (default: all interfaces, port $PORT or 5000)")
+def web(bind: str | None) -> int:
+    """Check the configuration, then serve pushes with gunicorn (Procfile web:)."""
+    checked_settings(os.environ)
+    command = web_command(bind)
+    os.execv(command[0], command)  # noqa: S606  # gunicorn becomes this process: Heroku signals it directly
+    return 1  # not reached
+
+
+@cli.command()
+@click.option("--burst", is_flag=True, help="exit when the queue is empty")
+def worker(burst: bool) -> int:
+    """Run the worker processes (Procfile worker:)."""
+    from workers.run.dyno import run_worker  # the CLI is the one place that spans both sides
+
+    return run_worker(Settings.from_env(), burst=burst)  # checks the mapping before it starts
+
+
+@cli.command("check-config")
+def check_config_command() -> int:
+    """Validate the configuration and the mapping (Procfile release:)."""
+    return check_config()
+
+
+cli.add_command(failed)
+cli.add_command(send_test_event)
+cli.add_command(connector)
+cli.add_command(backfill)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="dt-connector", description=__doc__.split("\n\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    dev = commands.add_parser("dev", help="run Redis, web and worker locally until Ctrl-C")
-    dev.add_argument("--port", type=int, default=int(os.environ.get("PORT", "5000")))
-    dev.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback only)")
-    dev.add_argument("--state-dir", type=Path, default=STATE_DIR)
-    dev.add_argument("--ngrok", action="store_true", help="expose the receiver through an ngrok https tunnel")
-    web = commands.add_parser("web", help="check the configuration, then serve pushes with gunicorn (Procfile web:)")
-    web.add_argument("--bind", help="address to listen on (default: all interfaces, port $PORT or 5000)")
-    worker = commands.add_parser("worker", help="run the RQ worker (Procfile worker:)")
-    worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
-    commands.add_parser("check-config", help="validate configuration from the environment")
-    from connector.cli.failed import add_parser as add_failed_parser  # the CLI spans both sides
-
-    add_failed_parser(commands)
-    from connector.cli.commands import add_parsers
-
-    add_parsers(commands)
-    args = parser.parse_args(argv)
+    """Run the command line; its exit status (0 ok, 1 failed, 2 configuration or usage error)."""
     try:
-        if args.command == "dev":
-            return run_dev(port=args.port, host=args.host, state_dir=args.state_dir, ngrok=args.ngrok)
-        if args.command in ("send-test-event", "connector", "backfill"):
-            from connector.cli import commands as user_commands
-
-            run = {
-                "send-test-event": user_commands.run_send_test_event,
-                "connector": user_commands.run_connector,
-                "backfill": user_commands.run_backfill,
-            }[args.command]
-            return run(args, os.environ)
-        if args.command == "web":
-            checked_settings(os.environ)
-            command = web_command(args.bind)
-            os.execv(command[0], command)  # noqa: S606  # gunicorn becomes this process: Heroku signals it directly
-        if args.command == "worker":
-            from workers.run.dyno import run_worker
-
-            return run_worker(Settings.from_env(), burst=args.burst)  # checks the mapping before it starts
-        if args.command == "failed":
-            from connector.cli.failed import run as run_failed
-
-            return run_failed(args, Settings.from_env())
-        return check_config()
+        result = cli.main(args=argv, prog_name="dt-connector", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.Abort:
+        return 130
     except ConfigError as exc:
         print(f"dt-connector: configuration error: {exc}", file=sys.stderr)
         return 2
     except NgrokError as exc:
         print(f"dt-connector: ngrok: {exc}", file=sys.stderr)
         return 1
+    return int(result or 0)
 
 
 def checked_settings(environ: Mapping[str, str]) -> Settings:
