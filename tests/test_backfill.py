@@ -16,9 +16,10 @@ from rq.serializers import JSONSerializer
 
 from connector.app import build_enqueuer
 from connector.cli.commands import run_backfill
-from connector.dt.backfill import CHECKPOINT_PREFIX, parse_duration, split_device_name, window, wrap_history_event
+from connector.dt.backfill import CHECKPOINT_PREFIX, split_device_name, window, wrap_history_event
 from connector.events import parse_push
 from connector.settings import Settings
+from connector.times import parse_duration
 from tests.conftest import queued_ids
 from tests.dt_standin import PROJECT, DtStandIn
 from tests.standins import Reply, StandIn

@@ -13,27 +13,10 @@ import click
 from redis import Redis
 
 from connector import deadletters
-from connector.dt.backfill import parse_duration
 from connector.ops.metrics import collect
 from connector.redis_conn import connect
 from connector.settings import Settings
-
-
-def parse_time(value: str, *, now: float) -> float:
-    """``24h``/``30m``/``7d`` ago, or an ISO 8601 time. Pure.
-
-    Raises:
-        ValueError: neither form.
-    """
-    try:
-        return now - parse_duration(value).total_seconds()
-    except ValueError:
-        pass  # not a duration: an ISO time
-    parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.timestamp()
-
+from connector.times import parse_since
 
 _FILTERS = [
     click.option("--destination", type=click.Choice(["moost", "spot", "log"])),
@@ -87,8 +70,8 @@ def run(args: Any, settings: Settings) -> int:
         print(json.dumps(letter.__dict__, indent=2, default=str))
         return 0
     try:
-        since = parse_time(args.since, now=now) if args.since else None
-        until = parse_time(args.until, now=now) if args.until else None
+        since = parse_since(args.since, now=now) if args.since else None
+        until = parse_since(args.until, now=now) if args.until else None
     except ValueError as exc:
         print(f"dt-connector failed: {exc}")
         return 2

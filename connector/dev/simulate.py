@@ -19,23 +19,18 @@ import json
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from connector.events import DT_EVENT_DEVICE_TYPES, DT_EVENT_TYPES
+from connector.times import format_rfc3339
 
 HS_TOKEN_LIFETIME_S = 3600
 ES_TOKEN_LIFETIME_S = 300
 
 _XID_ALPHABET = "0123456789abcdefghijklmnopqrstuv"
-
-
-def rfc3339(at: float) -> str:
-    """``at`` as DT writes times: UTC, microseconds, ``Z``."""
-    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def xid(rng: random.Random) -> str:
@@ -132,7 +127,7 @@ def build_push(event_type: str, *, fleet: Fleet, event_id: str, now: float, rng:
     """The compact JSON body DT would push for a new ``event_type`` event at ``now``."""
     if event_type not in DATA_BUILDERS:
         raise ValueError(f"unknown DT event type {event_type!r} (known: {', '.join(DT_EVENT_TYPES)})")
-    at = rfc3339(now)
+    at = _utc(now)
     device = fleet.devices[event_type]
     doc = {
         "event": {
@@ -199,3 +194,8 @@ class AsymmetricSigner:
 def discovery_document(issuer: str, jwks_uri: str) -> Mapping[str, Any]:
     """A minimal OpenID discovery document for a local signing identity."""
     return {"issuer": issuer, "jwks_uri": jwks_uri, "id_token_signing_alg_values_supported": ["ES256"]}
+
+
+def _utc(at: float) -> str:
+    """``at`` as DT writes times: UTC, microseconds, ``Z``."""
+    return format_rfc3339(at, digits=6)

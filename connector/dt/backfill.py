@@ -18,11 +18,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import IO, Any
 
 from redis import Redis
@@ -31,31 +30,11 @@ from connector.dt.api import DtApi
 from connector.keys import BACKFILL_PREFIX
 from connector.receive.enqueue import Enqueuer
 from connector.redis_conn import reply_text
+from connector.times import format_rfc3339, parse_duration, parse_rfc3339
 
 CHECKPOINT_PREFIX = BACKFILL_PREFIX
 CHECKPOINT_TTL_S = 7 * 24 * 3600
 HISTORY_RETENTION = timedelta(days=31)
-
-_DURATION = re.compile(r"(\d+)([smhd])")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(text: str) -> timedelta:
-    """``90m``, ``24h``, ``7d`` (or a sum such as ``1d12h``) as a timedelta. Pure."""
-    text = text.strip()
-    parts = _DURATION.findall(text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise ValueError(f"not a duration like 24h, 90m or 7d: {text!r}")
-    return timedelta(seconds=sum(int(n) * _UNITS[u] for n, u in parts))
-
-
-def parse_time(text: str) -> datetime:
-    """An RFC 3339 time (``Z`` or an offset) as an aware UTC datetime. Pure."""
-    value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    if value.tzinfo is None:
-        raise ValueError(f"time needs a zone (e.g. Z): {text!r}")
-    return value.astimezone(UTC)
-
 
 def window(*, since: str | None, start: str | None, end: str | None, now: datetime) -> tuple[datetime, datetime]:
     """The backfill window from the command's options, clipped to DT's retention. Pure."""
@@ -64,17 +43,13 @@ def window(*, since: str | None, start: str | None, end: str | None, now: dateti
     if since:
         begin, finish = now - parse_duration(since), now
     elif start:
-        begin, finish = parse_time(start), parse_time(end) if end else now
+        begin, finish = parse_rfc3339(start), parse_rfc3339(end) if end else now
     else:
         raise ValueError("give --since (e.g. 24h) or --from")
     begin = max(begin, now - HISTORY_RETENTION)
     if begin >= finish:
         raise ValueError("the window is empty (or entirely older than DT's 31-day history)")
     return begin, finish
-
-
-def rfc3339(at: datetime) -> str:
-    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def wrap_history_event(event: dict[str, Any], device: dict[str, Any]) -> bytes:
@@ -136,7 +111,7 @@ class Backfill:
         self._api = api
         self._enqueuer = enqueuer
         self._redis = redis
-        self._start, self._end = rfc3339(begin), rfc3339(end)
+        self._start, self._end = format_rfc3339(begin), format_rfc3339(end)
         self._device_id = device_id
         self._clock = clock
         self._out = out

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TypeVar
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -49,6 +48,7 @@ from connector.keys import (
     bucket_name,
 )
 from connector.redis_conn import reply_text
+from connector.times import parse_rfc3339
 
 
 @dataclass(frozen=True)
@@ -331,4 +331,4 @@ def _floats(raw: Mapping[bytes | str, bytes | str]) -> dict[str, float]:
 
 
 def _rq_time(text: str) -> float:
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
+    return parse_rfc3339(text).timestamp()

@@ -221,7 +221,7 @@ def test_dead_letter_list_show_replay_round_trip(moost_env: StandIn, redis: Redi
 
 
 def test_parse_time():
-    from connector.cli.failed import parse_time
+    from connector.times import parse_since as parse_time
 
     assert parse_time("24h", now=100_000.0) == 100_000.0 - 86_400
     assert parse_time("30m", now=10_000.0) == 10_000.0 - 1_800
@@ -308,3 +308,16 @@ def test_dead_letters_list_across_read_batches_in_order_with_filters(redis: Redi
     moost = deadletters.list_dead(redis, destination="moost", limit=250)
     assert len(moost) == 250 and moost[0].event_id == "many001" and "many010" not in {x.event_id for x in moost}
     assert [x.failed_at for x in moost] == sorted(x.failed_at for x in moost)
+
+
+def test_the_command_line_and_backfill_read_times_alike():
+    """Once two parse_times disagreed: backfill refused a time without a zone, `failed` took it as UTC."""
+    from datetime import UTC, datetime
+
+    from connector.dt.backfill import window
+    from connector.times import parse_since
+
+    with pytest.raises(ValueError, match="zone"):
+        parse_since("2026-11-23T00:00:00", now=0)
+    with pytest.raises(ValueError, match="zone"):
+        window(since=None, start="2026-11-23T00:00:00", end=None, now=datetime(2026, 11, 24, tzinfo=UTC))

@@ -15,13 +15,13 @@ MOOST ``timestamp`` is epoch **seconds**; Spot ``timestamp`` is RFC 3339 with mi
 
 from __future__ import annotations
 
-import calendar
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from connector.events import device_of
+from connector.times import format_rfc3339, parse_rfc3339
 from workers.translate.mapping import Mapping
 from workers.translate.readings import Reading, UnreadableEvent, readings_of
 
@@ -34,7 +34,6 @@ SPOT_INT32_MAX = 2**31 - 1
 SPOT_DEVICE_ID = re.compile(r"[0-9]{1,10}")
 MAX_EPOCH_SECONDS = 10**11  # far beyond any date in seconds; catches milliseconds sent as seconds
 
-_RFC3339 = re.compile(r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(Z|z|[+-]\d{2}:\d{2})")
 
 
 class Skipped(Exception):
@@ -188,49 +187,26 @@ def epoch_seconds(at: str) -> int:
     Raises:
         InvalidEvent: not an RFC 3339 time, or implausibly far in the future.
     """
-    year, month, day, hour, minute, second, _fraction, offset = _parse(at)
-    seconds = calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0)) - offset
+    seconds = int(_moment(at).timestamp())
     if not 0 <= seconds < MAX_EPOCH_SECONDS:
         raise InvalidEvent(f"time {at!r} is out of range")
     return seconds
 
 
 def rfc3339_millis(at: str) -> str:
-    """An RFC 3339 time in UTC with exactly millisecond precision (``…:05.533Z``).
+    """An RFC 3339 time in UTC with exactly millisecond precision (``…:05.533Z``, truncated).
 
     Raises:
         InvalidEvent: not an RFC 3339 time.
     """
-    year, month, day, hour, minute, second, fraction, offset = _parse(at)
-    if offset:
-        seconds = calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0)) - offset
-        year, month, day, hour, minute, second = _utc_fields(seconds)
-    millis = (fraction + "000")[:3]  # truncate: never round into the next second
-    return f"{year:04d}-{month:02d}-{day:02d}T{hour:02d}:{minute:02d}:{second:02d}.{millis}Z"
+    return format_rfc3339(_moment(at), digits=3)
 
 
-def _utc_fields(seconds: int) -> tuple[int, int, int, int, int, int]:
-    t = _EPOCH + timedelta(seconds=seconds)
-    return t.year, t.month, t.day, t.hour, t.minute, t.second
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _parse(at: str) -> tuple[int, int, int, int, int, int, str, int]:
-    match = _RFC3339.fullmatch(at) if isinstance(at, str) else None
-    if match is None:
-        raise InvalidEvent(f"time {at!r} is not RFC 3339")
-    year, month, day, hour, minute, second = (int(match.group(i)) for i in range(1, 7))
-    fraction = match.group(7) or ""
-    zone = match.group(8)
-    offset = 0
-    if zone not in ("Z", "z"):
-        sign = 1 if zone[0] == "+" else -1
-        offset = sign * (int(zone[1:3]) * 3600 + int(zone[4:6]) * 60)
-    if not (1 <= month <= 12 and 1 <= day <= 31 and hour <= 23 and minute <= 59 and second <= 60):
-        raise InvalidEvent(f"time {at!r} is not a valid date")
-    return year, month, day, hour, minute, min(second, 59), fraction, offset
+def _moment(at: str) -> datetime:
+    try:
+        return parse_rfc3339(at)
+    except (ValueError, OverflowError):
+        raise InvalidEvent(f"time {at!r} is not an RFC 3339 time") from None
 
 
 def _event(push: dict[str, Any]) -> dict[str, Any]:
