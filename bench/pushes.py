@@ -17,10 +17,11 @@ import json
 import secrets
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import jwt
+
+from connector.times import format_rfc3339
 
 HS_HEADER = "X-Dt-Signature"
 PATH = "/dt/events"
@@ -51,10 +52,6 @@ def _xid(prefix: str, number: int) -> str:
     return prefix + _base32(number, 12)
 
 
-def _rfc3339(at: float) -> str:
-    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 class PushFactory:
     """Makes push ``i`` of one run: a distinct ``eventId`` for every ``i`` and factory.
 
@@ -69,7 +66,7 @@ class PushFactory:
         self.iat = int(now if now is not None else time.time())
         self._project = _xid("c0mf2gqk", 7)
         self._devices = [_xid("emuc0mhb", d) for d in range(_DEVICES)]
-        self._stamps = [_rfc3339(self.iat - 60 + s + (s * 7919 % 1000) / 1000) for s in range(60)]
+        self._stamps = [format_rfc3339(self.iat - 60 + s + (s * 7919 % 1000) / 1000, digits=6) for s in range(60)]
 
     def body(self, i: int) -> bytes:
         """The compact JSON body of push ``i``."""

@@ -162,12 +162,13 @@ def _first_secret(environ: Mapping[str, str]) -> str | None:
 
 
 def _dev_secret(state_dir: Path, *, required: bool) -> str | None:
-    path = state_dir / "dev-secret"
-    if path.exists():
-        return path.read_text().strip()
-    if required:
+    from connector.dev.secret import dev_secret_path, read_dev_secret
+
+    secret = read_dev_secret(state_dir)
+    if secret is None and required:
+        path = dev_secret_path(state_dir)
         raise ConfigError(f"no signature secret: set DT_SIGNATURE_SECRET, pass --secret, or run dev first ({path})")
-    return None
+    return secret
 
 
 # ---- connector ------------------------------------------------------------------------------

@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -31,6 +30,7 @@ from connector.cli.commands import backfill, connector, send_test_event
 from connector.cli.failed import failed
 from connector.dev.embedded_redis import EmbeddedRedis
 from connector.dev.ngrok import NgrokError
+from connector.dev.secret import ensure_dev_secret
 from connector.errors import ConfigError
 from connector.settings import Settings
 
@@ -171,7 +171,7 @@ def run_dev(*, port: int, host: str, state_dir: Path, ngrok: bool = False) -> in
         env["REDIS_URL"] = redis.url
         print(f"dt-connector dev: embedded Redis on {redis.url} (data in {state_dir / 'redis'})")
     if not (env.get("DT_SIGNATURE_SECRET") or env.get("DT_ORG_ID") or env.get("DT_ASYMMETRIC_SIGNATURE")):
-        secret_file = _dev_secret(state_dir)
+        secret_file = ensure_dev_secret(state_dir)
         env["DT_SIGNATURE_SECRET"] = secret_file.read_text().strip()
         print(f"dt-connector dev: no DT_SIGNATURE_SECRET set; using the development secret in {secret_file}")
     try:
@@ -249,16 +249,6 @@ def _start_tunnel(port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
 def web_command(bind: str | None, app: str = "connector:create_app()") -> list[str]:
     """gunicorn as the web process runs it (same settings), bound to ``bind`` (None: ``$PORT``)."""
     return [sys.executable, "-m", "gunicorn", "-c", GUNICORN_CONFIG, *(["--bind", bind] if bind else []), app]
-
-
-def _dev_secret(state_dir: Path) -> Path:
-    """A generated development signature secret kept in ``state_dir`` (never printed)."""
-    state_dir.mkdir(parents=True, exist_ok=True)
-    path = state_dir / "dev-secret"
-    if not path.exists():
-        path.touch(mode=0o600)
-        path.write_text(secrets.token_urlsafe(32) + "\n")
-    return path
 
 
 def _wait_ready(url: str, children: list[subprocess.Popen[bytes]], stopping: object) -> bool:
