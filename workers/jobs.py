@@ -34,9 +34,9 @@ import os
 import random
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -85,6 +85,48 @@ def while_redis_recovers(call: Callable[[], T], *, for_s: float = REDIS_OUTAGE_W
             pause = min(pause * 2, 1.0)
 
 
+Verdict = Literal["delivered", "skipped", "retry", "dead-letter"]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What a job does with one delivery's outcome."""
+
+    verdict: Verdict
+    reason: str
+    status: int | None = None
+    excerpt: str = ""
+    detail: str = ""
+    """A skip's sentence (why the mapping does not send it)."""
+    attempt: int | None = None
+    delay_s: float | None = None
+    """Seconds until the retry (``retry`` only)."""
+
+    @property
+    def result(self) -> str:
+        """The job's result text: ``delivered``, ``skipped:<reason>`` or ``dead-letter:<reason>``."""
+        return "delivered" if self.verdict == "delivered" else f"{self.verdict}:{self.reason}"
+
+
+def decide(outcome: Outcome | Skipped, *, attempt: int, schedule: Sequence[int], rand: float) -> Decision:
+    """Delivered, skipped, retried after a delay, or dead-lettered. Pure.
+
+    ``attempt`` is this run's number (1 for the first); a transient failure is retried while
+    ``schedule`` has a wait for it (jittered by ``rand``, at least the answer's ``Retry-After``),
+    then dead-lettered as ``retries-exhausted:<reason>``.
+    """
+    if isinstance(outcome, Skipped):
+        return Decision("skipped", outcome.reason, detail=outcome.detail)
+    if outcome.kind == "delivered":
+        return Decision("delivered", outcome.reason, outcome.status)
+    if outcome.kind == "retry":
+        delay = retry_delay_s(attempt, rand=rand, retry_after_s=outcome.retry_after_s, schedule=schedule)
+        if delay is not None:
+            return Decision("retry", outcome.reason, outcome.status, outcome.excerpt, attempt=attempt, delay_s=delay)
+        return Decision("dead-letter", f"retries-exhausted:{outcome.reason}", outcome.status, outcome.excerpt)
+    return Decision("dead-letter", outcome.reason, outcome.status, outcome.excerpt)
+
+
 @dataclass
 class Forwarder:
     """Everything a job needs, built once per worker process and passed in."""
@@ -121,53 +163,69 @@ class Forwarder:
         replay: bool = False,
         job: Job | None = None,
     ) -> str | Retry:
-        """Deliver one push: find the destination, deliver, decide, record. See the module docstring."""
+        """Deliver one push in five steps: find, deliver, decide, record, log. See the module docstring.
+
+        Returns the job's result text (``delivered``, ``skipped:<reason>``, ``dead-letter:<reason>``),
+        or RQ's ``Retry`` with the decided wait.
+        """
         raw_event = push.get("event")
         event: dict[str, Any] = raw_event if isinstance(raw_event, dict) else {}
-        event_id = str(event.get("eventId", ""))
-        key = job.id if job is not None else job_id(destination, event_id)
-        if job is not None and job.meta.get("delivered_at"):
-            _log(destination, event, "delivered", "already-delivered-before-a-crash")
+        if job is not None and job.meta.get("delivered_at"):  # 1. find: a re-run after a crash sends nothing
+            _log(destination, event, Decision("delivered", "already-delivered-before-a-crash"))
             return "delivered"
         now = time.time()
-        outcome = self._deliver(destination, push, event_id, now=now, replay=replay, deadline=self._deadline(job))
-        if isinstance(outcome, Skipped):
-            with contextlib.suppress(RedisError):  # a statistic: never fail the job for it
-                self.redis.hincrby(keys.SKIPPED_PREFIX + destination, outcome.reason, 1)
-            _log(destination, event, "skipped", outcome.reason, detail=outcome.detail)
-            return f"skipped:{outcome.reason}"
-        if outcome.kind == "delivered":
-            finished = time.time()
-            _count_delivered(self.redis, destination, push, now=finished, latency_s=finished - received_at, job=job)
-            _log(destination, event, "delivered", outcome.reason, latency_s=finished - received_at)
-            return "delivered"
-        if outcome.kind == "retry":
-            attempt = (job.number_of_retries or 0) + 1 if job is not None else 1
-            schedule = self.retry_schedule_s
-            delay = retry_delay_s(attempt, rand=random.random(), retry_after_s=outcome.retry_after_s, schedule=schedule)
-            if delay is not None:
-                _count_failure(self.redis, destination, "retried", now=now, reason=outcome.reason)
-                _log(destination, event, "retrying", outcome.reason, status=outcome.status, attempt=attempt,
-                     delay_s=delay)  # fmt: skip
-                return Retry(max=len(schedule) + 1, interval=max(1, round(delay)))
-            outcome = Outcome("failed", f"retries-exhausted:{outcome.reason}", outcome.status, excerpt=outcome.excerpt)
-        dead = outcome
-        while_redis_recovers(
-            lambda: deadletters.record(
-                self.redis,
-                key=key,
-                destination=destination,
-                push=push,
-                received_at=received_at,
-                reason=dead.reason,
-                status=dead.status,
-                excerpt=dead.excerpt,
-                now=now,
-            )
+        outcome = self._deliver(  # 2. deliver
+            destination, push, str(event.get("eventId", "")), now=now, replay=replay, deadline=self._deadline(job)
         )
-        _count_failure(self.redis, destination, "dead_lettered", now=now, reason=outcome.reason)
-        _log(destination, event, "dead-letter", outcome.reason, status=outcome.status)
-        return f"dead-letter:{outcome.reason}"
+        decision = decide(  # 3. decide (pure)
+            outcome,
+            attempt=(job.number_of_retries or 0) + 1 if job is not None else 1,
+            schedule=self.retry_schedule_s,
+            rand=random.random(),
+        )
+        finished = time.time()
+        self._record(decision, destination, push, received_at, started=now, finished=finished, job=job)  # 4. record
+        _log(destination, event, decision, latency_s=finished - received_at)  # 5. log
+        if decision.verdict == "retry":
+            return Retry(max=len(self.retry_schedule_s) + 1, interval=max(1, round(decision.delay_s or 0)))
+        return decision.result
+
+    def _record(
+        self,
+        decision: Decision,
+        destination: str,
+        push: dict[str, Any],
+        received_at: float,
+        *,
+        started: float,
+        finished: float,
+        job: Job | None,
+    ) -> None:
+        """Write ``decision`` to Redis: statistics best effort, a dead letter for sure (waiting out a restart)."""
+        if decision.verdict == "delivered":
+            _count_delivered(self.redis, destination, push, now=finished, latency_s=finished - received_at, job=job)
+        elif decision.verdict == "skipped":
+            with contextlib.suppress(RedisError):  # a statistic: never fail the job for it
+                self.redis.hincrby(keys.SKIPPED_PREFIX + destination, decision.reason, 1)
+        elif decision.verdict == "retry":
+            _count_failure(self.redis, destination, "retried", now=started, reason=decision.reason)
+        else:
+            event_id = str((push.get("event") or {}).get("eventId", ""))
+            key = job.id if job is not None else job_id(destination, event_id)
+            while_redis_recovers(
+                lambda: deadletters.record(
+                    self.redis,
+                    key=key,
+                    destination=destination,
+                    push=push,
+                    received_at=received_at,
+                    reason=decision.reason,
+                    status=decision.status,
+                    excerpt=decision.excerpt,
+                    now=started,
+                )
+            )
+            _count_failure(self.redis, destination, "dead_lettered", now=started, reason=decision.reason)
 
     def _deadline(self, job: Job | None) -> float:
         """When this job's requests must be done (``time.monotonic()``): its timeout, or the worker's stop."""
@@ -275,17 +333,27 @@ def _count_failure(redis: Redis, destination: str, outcome: str, *, now: float, 
         pipe.execute()
 
 
-def _log(destination: str, event: dict[str, Any], outcome: str, reason: str, **extra: Any) -> None:
-    level = logging.WARNING if outcome in ("dead-letter", "retrying") else logging.INFO
+def _log(destination: str, event: dict[str, Any], decision: Decision, *, latency_s: float | None = None) -> None:
+    """One JSON line per job: warning for a retry or a dead letter, info otherwise."""
+    level = logging.WARNING if decision.verdict in ("dead-letter", "retry") else logging.INFO
     if not log.isEnabledFor(level):
         return
+    extra: dict[str, Any] = {}
+    if decision.verdict == "delivered":
+        extra["latency_s"] = latency_s
+    elif decision.verdict == "skipped":
+        extra["detail"] = decision.detail
+    else:
+        extra["status"] = decision.status
+    if decision.verdict == "retry":
+        extra.update(attempt=decision.attempt, delay_s=decision.delay_s)
     line = {
         "log": "delivery",
         "destination": destination,
         "eventId": event.get("eventId"),
         "eventType": event.get("eventType"),
-        "outcome": outcome,
-        "reason": reason,
+        "outcome": "retrying" if decision.verdict == "retry" else decision.verdict,
+        "reason": decision.reason,
         **{k: v for k, v in extra.items() if v is not None},
     }
     log.log(level, json.dumps(line, separators=(",", ":"), default=str))
