@@ -44,6 +44,9 @@ class DtState:
     valid_tokens: set[str] = field(default_factory=set)
     throttle: list[str] = field(default_factory=list)
     """``Retry-After`` values: each API call answers 429 with the next one until none are left."""
+    failures: list[int] = field(default_factory=list)
+    """Statuses (e.g. 503): each API call answers the next one until none are left."""
+    api_calls: int = 0
 
 
 class DtStandIn:
@@ -98,8 +101,12 @@ class DtStandIn:
         query = urllib.parse.parse_qs(parsed.query)
         extra: dict[str, str] = {}
         with self._lock:
+            if parsed.path != "/oauth2/token":
+                self.state.api_calls += 1
             if parsed.path == "/oauth2/token" and method == "POST":
                 status, body = self._token(raw)
+            elif self.state.failures:
+                status, body = self.state.failures.pop(0), {"error": "unavailable"}
             elif self.state.throttle:
                 status, body = 429, {"error": "rate limited"}
                 extra["Retry-After"] = self.state.throttle.pop(0)

@@ -3,8 +3,10 @@
 Authentication is a service account's OAuth2 JWT-bearer grant (RFC 7523): an HS256
 assertion signed with the account's secret (``service_account_assertion``, pure) is
 exchanged at the token endpoint for a one-hour access token, renewed a minute early
-and once on a 401. Like DT's own client: 500/503/504 are retried with an n² s backoff,
-429 after its ``Retry-After``, everything else fails at once with ``DtApiError``.
+and once on a 401. Retries are urllib3's ``Retry`` on the session's adapter, set to DT's
+own client's terms (``DtRetry``): 429/500/503/504 and network errors are tried three times
+in all, with an n² s backoff (a 504 adds 9 s) or a 429's ``Retry-After``; everything else
+fails at once with ``DtApiError``.
 Neither the secret nor a token ever appears in an error message.
 """
 
@@ -16,6 +18,8 @@ from typing import Any
 
 import jwt
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 from connector.retry_after import parse_retry_after
 from connector.settings import DtApiSettings
@@ -25,7 +29,7 @@ ASSERTION_LIFETIME_S = 3600
 
 TOKEN_RENEWAL_MARGIN_S = 60
 ATTEMPTS = 3
-RETRIED_STATUSES = (500, 503, 504)
+RETRIED_STATUSES = (429, 500, 503, 504)
 MAX_RETRY_AFTER_S = 60.0
 """A command line waits at most this long on a 429's ``Retry-After`` before asking again."""
 PAGE_SIZE_DEVICES = 100
@@ -38,6 +42,54 @@ class DtApiError(Exception):
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+
+
+class DtRetry(Retry):
+    """urllib3's ``Retry`` waiting as DT's own client does.
+
+    ``pause`` does the waiting (``time.sleep``; tests pass a recorder). Every method is
+    retried, as DT's client does: its API answers 5xx before acting.
+    """
+
+    RETRY_AFTER_STATUS_CODES = frozenset([429])  # DT sends Retry-After with 429 only
+
+    def __init__(self, *args: Any, pause: Callable[[float], None] = time.sleep, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.pause = pause
+
+    @classmethod
+    def for_dt(cls, pause: Callable[[float], None] = time.sleep) -> DtRetry:
+        return cls(
+            total=ATTEMPTS - 1,
+            status_forcelist=RETRIED_STATUSES,
+            allowed_methods=None,
+            raise_on_status=False,  # the last answer reaches DtApi.request, which names its status
+            respect_retry_after_header=True,
+            pause=pause,
+        )
+
+    def new(self, **kwargs: Any) -> DtRetry:
+        fresh = super().new(**kwargs)
+        fresh.pause = self.pause
+        return fresh
+
+    def get_backoff_time(self) -> float:
+        """n² s after the n-th failure in a row; 9 s more after a 504 (DT's gateway timed out)."""
+        failures = len(self.history)
+        after_504 = bool(self.history) and self.history[-1].status == 504
+        return float(failures**2 + (9 if after_504 else 0))
+
+    def get_retry_after(self, response: Any) -> float | None:
+        """The answer's ``Retry-After`` in seconds, at most a minute; None when absent or unreadable
+        (urllib3's own parser raises on a malformed value, which would escape ``requests``)."""
+        wait = parse_retry_after(response.headers.get("Retry-After"), now=time.time())
+        return None if wait is None else min(wait, MAX_RETRY_AFTER_S)
+
+    def sleep(self, response: Any = None) -> None:
+        wait = None
+        if response is not None and response.status in self.RETRY_AFTER_STATUS_CODES:
+            wait = self.get_retry_after(response)
+        self.pause(wait if wait is not None else self.get_backoff_time())
 
 
 def service_account_assertion(*, key_id: str, email: str, secret: str, audience: str, now: float) -> str:
@@ -61,9 +113,9 @@ class DtApi:
     ) -> None:
         self.settings = settings
         self._session = session or requests.Session()
+        self._session.mount(settings.api_url, HTTPAdapter(max_retries=DtRetry.for_dt(sleep)))
         self._timeout_s = timeout_s
         self._clock = clock
-        self._sleep = sleep
         self._token: tuple[str, float] | None = None
 
     def __repr__(self) -> str:
@@ -132,41 +184,28 @@ class DtApi:
             DtApiError: the call failed for good.
         """
         url = self.settings.api_url + path
-        renewed = False
-        attempt = 0
-        while True:
-            attempt += 1
+        for renewed in (False, True):
             headers = {"Authorization": f"Bearer {self._access_token()}"}
             try:
                 response = self._session.request(
                     method, url, params=params, json=json, headers=headers, timeout=self._timeout_s
                 )
             except requests.RequestException as exc:
-                if attempt < ATTEMPTS:
-                    self._sleep(attempt**2)
-                    continue
                 raise DtApiError(f"{method} {path}: {type(exc).__name__} (DT API unreachable)") from None
-            status = response.status_code
-            if status == 401 and not renewed:
-                self._token = None
-                renewed = True
+            if response.status_code == 401 and not renewed:
+                self._token = None  # expired or revoked early: one new token, one more try
                 continue
-            if status == 429 and attempt < ATTEMPTS:
-                wait = parse_retry_after(response.headers.get("Retry-After"), now=self._clock())
-                self._sleep(min(MAX_RETRY_AFTER_S, wait) if wait is not None else attempt**2)
-                continue
-            if status in RETRIED_STATUSES and attempt < ATTEMPTS:
-                self._sleep(attempt**2 + (9 if status == 504 else 0))
-                continue
-            if not 200 <= status < 300:
-                raise DtApiError(f"{method} {path}: HTTP {status}: {_error_text(response)}", status)
-            if not response.content:
-                return {}
-            try:
-                doc = response.json()
-            except ValueError:
-                raise DtApiError(f"{method} {path}: answer is not JSON", status) from None
-            return doc if isinstance(doc, dict) else {"items": doc}
+            break
+        status = response.status_code
+        if not 200 <= status < 300:
+            raise DtApiError(f"{method} {path}: HTTP {status}: {_error_text(response)}", status)
+        if not response.content:
+            return {}
+        try:
+            doc = response.json()
+        except ValueError:
+            raise DtApiError(f"{method} {path}: answer is not JSON", status) from None
+        return doc if isinstance(doc, dict) else {"items": doc}
 
     def _access_token(self) -> str:
         now = self._clock()

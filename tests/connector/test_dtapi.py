@@ -166,3 +166,57 @@ def test_429_waits_for_retry_after_in_seconds_or_as_a_date_capped_at_a_minute(dt
     dt.state.throttle = ["3600"]
     api.get_connector("dc001")
     assert waits[2] == 60.0
+
+
+def recording_api(dt: DtStandIn) -> tuple[DtApi, list[float]]:
+    waits: list[float] = []
+    return DtApi(DtApiSettings.from_env(dt.env()), sleep=waits.append), waits
+
+
+def test_5xx_are_retried_with_dt_clients_squared_backoff_and_504_waits_nine_seconds_more(dt: DtStandIn):
+    api, waits = recording_api(dt)
+    dt.state.failures = [503, 504]
+    created = api.create_connector({"displayName": "x"})  # a POST is retried too, as DT's client does
+    assert created["displayName"] == "x"
+    assert waits == [1.0, 4.0 + 9.0]
+    assert dt.state.api_calls == 3
+
+
+def test_a_third_failure_is_an_error_naming_the_status_and_nothing_more_is_tried(dt: DtStandIn):
+    api, waits = recording_api(dt)
+    dt.state.failures = [500, 500, 500, 500]
+    with pytest.raises(DtApiError) as caught:
+        api.get_connector("dc001")
+    assert caught.value.status == 500 and "HTTP 500" in str(caught.value)
+    assert dt.state.api_calls == 3 and waits == [1.0, 4.0]
+    assert dt.state.failures == [500]
+
+
+def test_other_client_errors_are_not_retried(dt: DtStandIn):
+    api, waits = recording_api(dt)
+    dt.state.failures = [400]
+    with pytest.raises(DtApiError) as caught:
+        api.get_connector("dc001")
+    assert caught.value.status == 400 and waits == [] and dt.state.api_calls == 1
+
+
+def test_an_unreadable_retry_after_falls_back_to_the_backoff(dt: DtStandIn):
+    api, waits = recording_api(dt)
+    dt.state.throttle = ["soon"]
+    api.create_connector({"displayName": "x"})
+    assert waits == [1.0]
+
+
+def test_an_unreachable_api_is_tried_three_times_then_reported_without_secrets(dt: DtStandIn):
+    import socket
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{probe.getsockname()[1]}/v2"
+    settings = DtApiSettings.from_env(dt.env(DT_API_URL=dead))
+    waits: list[float] = []
+    api = DtApi(settings, sleep=waits.append)
+    with pytest.raises(DtApiError) as caught:
+        api.get_connector("dc001")
+    assert "unreachable" in str(caught.value) and SECRET not in str(caught.value)
+    assert waits == [1.0, 4.0]
