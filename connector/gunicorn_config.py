@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import os
 
-bind = [f"[::]:{os.environ.get('PORT', '5000')}"]
-workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+from connector.settings import env_text
+
+bind = [f"[::]:{env_text(os.environ, 'PORT')}"]
+workers = int(env_text(os.environ, "WEB_CONCURRENCY"))
 worker_class = "gthread"
-threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+threads = int(env_text(os.environ, "GUNICORN_THREADS"))
 timeout = 20
 graceful_timeout = 20
 keepalive = 5
@@ -25,7 +27,7 @@ accesslog = None
 errorlog = "-"
 loglevel = "warning"
 # Heroku's router adds X-Forwarded-*; trust it (the buildpack sets the same default).
-forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "*")
+forwarded_allow_ips = env_text(os.environ, "FORWARDED_ALLOW_IPS")
 
 
 def post_worker_init(worker: object) -> None:

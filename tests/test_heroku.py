@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import secrets
 import subprocess
 import sys
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from connector.settings import VARIABLE, DtApiSettings, Settings
+from connector.settings_docs import app_json, configuration_markdown, main
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = json.loads((ROOT / "app.json").read_text())
@@ -21,11 +25,42 @@ def procfile() -> dict[str, str]:
     return dict(line.split(": ", 1) for line in lines if line.strip())
 
 
+class RecordingEnv(Mapping[str, str]):
+    """An empty environment that records every variable the settings code asks for."""
+
+    def __init__(self, values: dict[str, str]) -> None:
+        self.values, self.asked = values, set[str]()
+
+    def __getitem__(self, key: str) -> str:
+        self.asked.add(key)
+        return self.values[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.asked.add(key)
+        return self.values.get(key, default)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.values)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
 def variables_read_by_the_service() -> set[str]:
-    source = (ROOT / "connector" / "settings.py").read_text()
-    return set(re.findall(r'(?:env\.get|_int|_bool|_url|_float|_name)\((?:env, )?"([A-Z][A-Z0-9_]+)"', source)) | set(
-        re.findall(r'"(DT_SERVICE_ACCOUNT_[A-Z_]+|DT_PROJECT_ID)"', source)
+    """Every variable Settings and DtApiSettings read, recorded while they read a full environment."""
+    env = RecordingEnv(
+        {
+            "REDIS_URL": "redis://localhost/0",
+            "DT_SIGNATURE_SECRET": "s" * 32,
+            "DT_SERVICE_ACCOUNT_KEY_ID": "k",
+            "DT_SERVICE_ACCOUNT_SECRET": "s",
+            "DT_SERVICE_ACCOUNT_EMAIL": "e@example.com",
+            "DT_PROJECT_ID": "p",
+        }
     )
+    Settings.from_env(env)
+    DtApiSettings.from_env(env)
+    return env.asked
 
 
 def test_button_provisions_redis_web_and_worker_on_the_python_buildpack():
@@ -40,11 +75,18 @@ def test_button_provisions_redis_web_and_worker_on_the_python_buildpack():
 def test_every_config_var_is_described():
     described = set(APP["env"])
     read = variables_read_by_the_service()
-    assert len(read) > 25  # the pattern still finds them
+    assert len(read) > 30  # the recording saw them
+    assert read <= set(VARIABLE)
     assert read - {"REDIS_URL"} <= described  # REDIS_URL comes from the add-on
     assert all(entry.get("description") for entry in APP["env"].values())
     assert APP["env"]["DT_SIGNATURE_SECRET"]["generator"] == "secret"
     assert not any("value" in entry for name, entry in APP["env"].items() if "SECRET" in name or "KEY" in name)
+
+
+def test_configuration_reference_and_app_json_are_generated_from_the_settings():
+    assert (ROOT / "docs" / "configuration.md").read_text() == configuration_markdown()
+    assert (ROOT / "app.json").read_text() == app_json(APP)
+    assert main([]) == 0
 
 
 def test_procfile_runs_web_worker_and_a_validating_release_phase():

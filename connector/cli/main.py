@@ -32,7 +32,7 @@ from connector.dev.embedded_redis import EmbeddedRedis
 from connector.dev.ngrok import NgrokError
 from connector.dev.secret import ensure_dev_secret
 from connector.errors import ConfigError
-from connector.settings import Settings
+from connector.settings import Settings, env_text
 
 if TYPE_CHECKING:
     from workers.translate.mapping import Mapping as WorkerMapping
@@ -52,7 +52,7 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option("--port", type=int, default=lambda: int(os.environ.get("PORT", "5000")), show_default="$PORT or 5000")
+@click.option("--port", type=int, default=lambda: int(env_text(os.environ, "PORT")), show_default="$PORT or 5000")
 @click.option("--host", default="127.0.0.1", show_default=True, help="interface to bind")
 @click.option("--state-dir", type=click.Path(path_type=Path), default=STATE_DIR, show_default=True)
 @click.option("--ngrok", is_flag=True, help="expose the receiver through an ngrok https tunnel")
@@ -144,7 +144,7 @@ def check_config() -> int:
     print(f"delivery retries: {len(settings.retry_schedule_s)}, spanning {span_h:.1f} h")
     if span_h < 12:
         print("warning: RETRY_SCHEDULE_S gives up within DT's 12 h redelivery window", file=sys.stderr)
-    web_processes = int(os.environ.get("WEB_CONCURRENCY", "2"))
+    web_processes = int(env_text(os.environ, "WEB_CONCURRENCY"))
     web, worker = web_processes * settings.web_threads, redis_connections_per_dyno(settings)
     print(
         f"Redis connections at most: {web} per web dyno (WEB_CONCURRENCY {web_processes} x GUNICORN_THREADS "
