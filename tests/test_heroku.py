@@ -8,15 +8,14 @@ import secrets
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from connector.settings import VARIABLE, DtApiSettings, Settings
 from connector.settings_docs import app_json, configuration_markdown, main
+from tests.support.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 APP = json.loads((ROOT / "app.json").read_text())
 
 

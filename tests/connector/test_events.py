@@ -8,7 +8,7 @@ import pytest
 
 from connector.errors import MalformedPush
 from connector.events import parse_push
-from tests.conftest import dt_body
+from tests.support.helpers import dt_body
 
 
 def test_parses_dt_temperature_push():
