@@ -1,59 +1,23 @@
 """Ingress benchmark: what does the receiver cost on top of the least it must do?
 
-Three servers are measured in one run, under the SAME gunicorn settings (the project's
-``connector/gunicorn_config.py``, same ``WEB_CONCURRENCY`` / ``GUNICORN_THREADS``) and
-against the SAME local Redis (an ``EmbeddedRedis`` started here, on a free port):
-
-* ``bare``        — Flask reads the body and answers 200 (``bench.apps``): HTTP + WSGI alone;
-* ``durable-min`` — reads the body and does one Redis ``SET`` of it under a unique key: the
-                    floor for any receiver that acknowledges only after a durable write;
-* ``receiver``    — the real app, ``connector:create_app()``: verifies the HS256
-                    ``X-Dt-Signature``, parses the push, dedupes and enqueues the RQ job with
-                    one Lua script, logs one line.
-
-The question is not "how fast is Flask on this laptop" but how close the receiver gets
-to ``durable-min``: both pay one Redis round trip per push, so the gap is the receiver's
-own work (signature, JSON, job payload, logging). ``bare`` shows how much of the budget
-HTTP/WSGI already takes. The target is::
+Three apps run one after another under the project's gunicorn settings, against one local Redis:
+``bare`` (Flask reads the body, 200), ``durable-min`` (reads the body and does one Redis ``SET``:
+the floor for any receiver that answers only after a durable write) and ``receiver``
+(``connector:create_app()``). Target::
 
     receiver req/s >= 0.85 x durable-min req/s, receiver p99 <= 2 x durable-min p99, no errors
 
-Every request is a correctly signed push with its own eventId (compact ~625-byte DT
-temperature events, ``bench.pushes``), so the receiver really verifies, parses and
-enqueues each one instead of taking the cheap duplicate path. Load comes from ``wrk``
-when installed (one pregenerated pool of pushes per run, walked once by
-``bench/wrk_pool.lua``, each wrk thread on its own slice; Redis is FLUSHALLed before each
-measured run, so reusing the pool across rounds never produces a duplicate), else from
-a Python generator (``bench.pyload``).
+wrk (Debian's ``wrk``) sends correctly signed pushes, each with its own eventId, from a pregenerated
+pool (``bench/wrk_pool.lua``; Redis is flushed before each run, so no push is a duplicate). After a
+receiver run the RQ jobs must match the 200 answers (wrk abandons at most one request per connection
+when its clock stops: ``200s <= jobs <= 200s + unanswered``).
 
-Each run: start the target's gunicorn, wait for ``/healthz``, warm up with a separate
-pool, wait for Redis to go quiet, FLUSHALL, measure for ``--duration`` seconds, stop
-gunicorn (which finishes the requests in flight) and count what reached Redis. After a
-receiver run the number of RQ jobs (``LLEN rq:queue:dt-forward``) must match the 200
-answers, and the dedupe markers must match the jobs: no silent duplicates, no lost
-pushes. wrk abandons the requests still in flight when its clock stops (at most one per
-connection); the server completes them, so for wrk the check is
-``200s <= jobs <= 200s + unanswered``; the Python generator waits for every answer and the
-check is exact.
-
-Keep-alive connections stay with the gunicorn worker that accepted them, and when a
-load generator opens all its connections at once one worker often grabs nearly all of
-them, leaving the other idle: throughput halves for that run whatever the app (seen
-here: 16+0 gave 1.9k req/s where 9+7 gave 3.9k on the bare app). That lottery, not the
-app, would then decide the ratios, so each measured run checks (with psutil) how its
-connections landed and starts over with fresh connections (wrk is restarted; the Python
-generator reopens them before its clock starts) until every worker holds at least half
-its fair share, at most 8 tries (``--no-balance-guard`` turns this off; the spread is
-printed per run either way).
-
-Targets alternate over ``--rounds`` rounds (rotated order) and the summary reports the
-median of each figure across rounds. The machine is shared by the load generator, three
-gunicorn processes and Redis, so keep the load generator small (``-t1 -c16`` by default).
+Keep-alive connections stay with the gunicorn worker that accepted them, and one worker often grabs
+nearly all of them (16+0 gave half the req/s of 9+7 on the bare app), so a run whose connections
+landed unevenly is started over, at most 8 times (``--no-balance-guard``: off). Targets alternate
+over ``--rounds`` rounds; the summary reports medians. Exit status: 0 pass, 1 fail, 2 setup problem.
 
     python -m bench.ingress                      # 5 rounds x 8 s, wrk -t1 -c16
-    python -m bench.ingress --rounds 5 --duration 10 --connections 32 --json bench/results/ingress.json
-
-Exit status: 0 when the target check passes, 1 when it fails, 2 on a setup problem.
 """
 
 from __future__ import annotations
@@ -171,8 +135,6 @@ class LoadFigures:
     """Established connections per gunicorn worker, sampled once all were accepted."""
     aborted: bool = False
     """Stopped early because the connections were spread too unevenly over the workers."""
-    attempts: int = 1
-    """Connection sets the generator itself opened before this one counted (Python generator)."""
     cpu_s: float = 0.0
 
 
@@ -406,67 +368,6 @@ def run_wrk(
     )
 
 
-def run_python_load(
-    *,
-    port: int,
-    factory: PushFactory,
-    threads: int,
-    connections: int,
-    duration_s: int,
-    probe: SpreadProbe | None = None,
-    min_per_worker: int = 0,
-    max_attempts: int = 8,
-) -> LoadFigures:
-    """One run of the Python generator (``bench.pyload``).
-
-    With ``probe``, the connections are reopened until every gunicorn worker holds at
-    least ``min_per_worker`` of them (at most ``max_attempts`` times) before the clock starts.
-    """
-    from bench.pyload import run_load
-
-    spreads: list[list[int] | None] = []
-
-    def accept() -> bool:
-        assert probe is not None
-        spread = _settled_spread(probe, connections, lambda: True)
-        spreads.append(spread)
-        return not spread or min(spread) >= min_per_worker
-
-    result = run_load(
-        host="127.0.0.1",
-        port=port,
-        factory=factory,
-        duration_s=duration_s,
-        connections=connections,
-        processes=threads,
-        accept=accept if probe is not None else None,
-        max_attempts=max_attempts,
-    )
-    latencies = sorted(result.latencies_us)
-    return LoadFigures(
-        duration_s=result.duration_s,
-        responses=result.status_2xx + result.status_other,
-        ok_2xx=result.status_2xx,
-        non_2xx=result.status_other,
-        socket_errors=result.socket_errors,
-        issued=result.issued,
-        unanswered=result.unanswered,
-        p50_us=_percentile(latencies, 50),
-        p99_us=_percentile(latencies, 99),
-        mean_us=statistics.fmean(latencies) if latencies else math.nan,
-        spread=spreads[-1] if spreads else None,
-        attempts=result.attempts,
-    )
-
-
-def _percentile(ordered: list[float], pct: float) -> float:
-    """Nearest-rank percentile of an ascending list."""
-    if not ordered:
-        return math.nan
-    rank = max(1, math.ceil(pct / 100 * len(ordered)))
-    return ordered[rank - 1]
-
-
 # --------------------------------------------------------------------------- one run
 
 
@@ -481,11 +382,8 @@ class Bench:
     connections: int
     duration_s: int
     warmup_s: int
-    wrk: str | None
-    pools: WrkPools | None
-    factory: PushFactory
-    """Push source of the Python generator (the same ids every run; Redis is flushed)."""
-    warmup_factory: PushFactory
+    wrk: str
+    pools: WrkPools
     min_per_worker: int
     """Fewest connections a gunicorn worker must hold for a wrk run to count (0: no guard)."""
     max_attempts: int = 8
@@ -494,29 +392,16 @@ class Bench:
         """One warm-up or measured load run; ``guard``: abort a badly spread wrk run."""
         duration = self.warmup_s if warmup else self.duration_s
         probe = None if warmup else server.connections_per_worker
-        if self.wrk is not None and self.pools is not None:
-            pool = self.pools.warmup if warmup else self.pools.measure
-            return run_wrk(
-                self.wrk,
-                port=server.port,
-                pool=pool,
-                threads=self.threads,
-                connections=self.connections,
-                duration_s=duration,
-                probe=probe,
-                min_per_worker=self.min_per_worker if guard and not warmup else 0,
-            )
-        factory = self.warmup_factory if warmup else self.factory
-        guarded = guard and not warmup and self.min_per_worker > 0
-        return run_python_load(
+        pool = self.pools.warmup if warmup else self.pools.measure
+        return run_wrk(
+            self.wrk,
             port=server.port,
-            factory=factory,
+            pool=pool,
             threads=self.threads,
             connections=self.connections,
             duration_s=duration,
             probe=probe,
-            min_per_worker=self.min_per_worker if guarded else 0,
-            max_attempts=self.max_attempts,
+            min_per_worker=self.min_per_worker if guard and not warmup else 0,
         )
 
     def wait_quiet(self, *, timeout_s: float = 5.0) -> None:
@@ -557,7 +442,7 @@ class Bench:
             pool_wrapped=figures.pool_wrapped,
             conns_per_worker=spread,
             balanced=None if not spread else min(spread) >= self.min_per_worker,
-            attempts=attempts + figures.attempts - 1,
+            attempts=attempts,
             cpu_us_per_request=figures.cpu_s / max(1, figures.responses) * 1e6,
         )
         self._count_writes(result)
@@ -704,15 +589,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=int, default=8, help="seconds measured per run")
     parser.add_argument("--warmup", type=int, default=2, help="seconds of warm-up per run (not measured)")
     parser.add_argument("--connections", type=int, default=16, help="concurrent keep-alive connections")
-    parser.add_argument("--threads", type=int, default=1, help="wrk threads (processes for the Python generator)")
+    parser.add_argument("--threads", type=int, default=1, help="wrk threads")
     parser.add_argument("--web-concurrency", type=int, default=2, help="WEB_CONCURRENCY for every target")
     parser.add_argument("--gunicorn-threads", type=int, default=4, help="GUNICORN_THREADS for every target")
-    parser.add_argument(
-        "--loadgen",
-        choices=("auto", "wrk", "python"),
-        default="auto",
-        help="auto: wrk when installed, else the Python generator",
-    )
     parser.add_argument(
         "--pool-rate",
         type=int,
@@ -740,9 +619,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    wrk = shutil.which("wrk") if args.loadgen in ("auto", "wrk") else None
-    if args.loadgen == "wrk" and wrk is None:
-        print("bench.ingress: --loadgen wrk but wrk is not on PATH", file=sys.stderr)
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        print("bench.ingress: needs wrk on PATH (apt-get install wrk)", file=sys.stderr)
         return 2
     secret = secrets.token_urlsafe(32)
     factory = PushFactory(secret)
@@ -752,30 +631,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.balance_guard and psutil is not None and args.web_concurrency > 1:
         min_per_worker = max(1, math.ceil(args.connections / args.web_concurrency / 2))
     if min_per_worker:
-        how = "restart wrk" if wrk else "reopen the connections"
-        guard_note = f"{how} until every gunicorn worker holds >= {min_per_worker} connections"
+        guard_note = f"restart wrk until every gunicorn worker holds >= {min_per_worker} connections"
     else:
         guard_note = "off" if not args.balance_guard or args.web_concurrency == 1 else "off (needs psutil)"
 
     with tempfile.TemporaryDirectory(prefix="dt-bench-") as tmp, EmbeddedRedis() as embedded:
         workdir = Path(tmp)
-        pools = None
-        pool_note = ""
-        if wrk is not None:
-            pools = WrkPools(
-                workdir,
-                secret,
-                threads=args.threads,
-                duration_s=args.duration,
-                warmup_s=args.warmup,
-                pool_rate=args.pool_rate,
-            )
-            started = time.monotonic()
-            pools.build()
-            pool_note = (
-                f"{pools.measure_share * args.threads} pushes ({pools.measure_bytes / 1e6:.0f} MB), "
-                f"{pools.measure_share} per wrk thread, built in {time.monotonic() - started:.1f} s"
-            )
+        pools = WrkPools(
+            workdir, secret, threads=args.threads, duration_s=args.duration, warmup_s=args.warmup,
+            pool_rate=args.pool_rate,
+        )  # fmt: skip
+        started = time.monotonic()
+        pools.build()
+        pool_note = (
+            f"{pools.measure_share * args.threads} pushes ({pools.measure_bytes / 1e6:.0f} MB), "
+            f"{pools.measure_share} per wrk thread, built in {time.monotonic() - started:.1f} s"
+        )
         redis = Redis.from_url(embedded.url)
         bench = Bench(
             redis=redis,
@@ -792,15 +663,9 @@ def main(argv: list[str] | None = None) -> int:
             warmup_s=args.warmup,
             wrk=wrk,
             pools=pools,
-            factory=factory,
-            warmup_factory=PushFactory(secret),
             min_per_worker=min_per_worker,
         )
-        loadgen = (
-            f"wrk ({_wrk_version(wrk)}) -t{args.threads} -c{args.connections}"
-            if wrk
-            else f"python (bench.pyload) {args.threads} process(es), {args.connections} connections"
-        )
+        loadgen = f"wrk ({_wrk_version(wrk)}) -t{args.threads} -c{args.connections}"
         settings = {
             "load_generator": loadgen,
             "rounds": args.rounds,
@@ -821,8 +686,7 @@ def main(argv: list[str] | None = None) -> int:
         print("Ingress benchmark: bare vs durable-min vs receiver")
         for key, value in settings.items():
             print(f"  {key:<17} {value}")
-        if pools is not None:
-            print(f"  {'push pool':<17} {pool_note}")
+        print(f"  {'push pool':<17} {pool_note}")
         estimate = args.rounds * len(order) * (args.duration + args.warmup + 4)
         print(f"  {'expected time':<17} ~{estimate} s (+ ~1 s per restarted run)")
         print(flush=True)
