@@ -1,5 +1,4 @@
-"""Dedupe and enqueue a verified push in one atomic Redis step (redis-py's ``Script``). The receive
-path's only I/O.
+"""Dedupe and enqueue a verified push in one atomic Redis step. The receive path's only I/O.
 
 One Lua script, one round trip per push:
 
@@ -21,10 +20,12 @@ idempotency key for that case.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
+from typing import Any
 
 from redis import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from connector.errors import QueueUnavailable
 from connector.jobspec import JobTemplate, job_description, job_id, job_payload, rq_timestamp
@@ -70,6 +71,14 @@ def dedupe_and_enqueue_script(template: JobTemplate) -> str:
     return _SCRIPT_TEMPLATE.replace("{static_fields}", "".join(f", {_lua_literal(v)}" for v in template.static_fields))
 
 
+_JOB_PREFIX = JOB_PREFIX.encode()
+
+
+def _bulk(value: bytes) -> bytes:
+    """``value`` as a RESP bulk string."""
+    return b"$%d\r\n%s\r\n" % (len(value), value)
+
+
 def _lua_literal(value: bytes) -> str:
     """A Lua string literal for arbitrary bytes (decimal escapes for anything unusual)."""
     safe = set(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.:/ ")
@@ -89,17 +98,43 @@ class Enqueuer:
         template: JobTemplate,
     ) -> None:
         self._redis = redis
-        # redis-py's Script: EVALSHA, and the script loaded again when a restarted Redis has
-        # lost it. Measured against sending a pre-encoded EVALSHA on a pooled connection:
-        # 631 vs 658 µs of web-worker CPU per push, receiver/durable-min CPU 1.196 vs 1.197
-        # (bench.ingress, python-svc, 2026-12-04): no difference worth hand-written code.
-        self._script = redis.register_script(dedupe_and_enqueue_script(template))
+        # Written out instead of redis-py's Script (which sends EVALSHA through the generic
+        # execute_command layer and reloads the script on NOSCRIPT): with Script the receiver
+        # fell from 0.80 to 0.68 of durable-min's requests per second, and each push cost
+        # 48 µs more inside the web process (bench.ingress with wrk and bench.profile_receiver,
+        # python-svc, 2026-12-04).
+        self._source = dedupe_and_enqueue_script(template)
+        self._sha = hashlib.sha1(self._source.encode(), usedforsecurity=False).hexdigest()
         self._queue_key = f"{QUEUE_PREFIX}{queue_name}"
         self._destinations = tuple(destinations)
-        self._descriptions = {d: job_description(d) for d in self._destinations}
-        self._constant_keys = (self._queue_key, PUSH_COUNTERS, JOB_LEDGER)
-        self._dedupe_ttl_s = dedupe_ttl_s
         self._registered = False
+        # EVALSHA <sha> <numkeys> KEYS... ARGV...: everything constant is encoded once.
+        key_count = 4 + len(self._destinations)
+        arg_count = 3 + key_count + 2 + 3 * len(self._destinations)
+        self._head = b"*%d\r\n" % arg_count + b"".join(
+            _bulk(part) for part in (b"EVALSHA", self._sha.encode(), str(key_count).encode())
+        )
+        self._queue_bulk = b"".join(_bulk(k.encode()) for k in (self._queue_key, PUSH_COUNTERS, JOB_LEDGER))
+        self._descriptions = {d: _bulk(job_description(d).encode()) for d in self._destinations}
+        self._ttl_bulk = _bulk(str(dedupe_ttl_s).encode())
+
+    def _send(self, command: bytes) -> Any:
+        """Send one pre-encoded command on a pooled connection and read its reply.
+
+        This is redis-py's own connection and reply parser without the generic
+        ``execute_command`` layer (argument encoding, retry wrapper, reply callbacks),
+        which cost more per push than everything else in the receiver. The pool hands
+        out a connection only after checking it is still open (a Redis restart leaves
+        stale ones) and reconnects otherwise; a connection that fails mid-command is
+        closed by redis-py and the push is answered 503, which DT retries.
+        """
+        pool = self._redis.connection_pool
+        connection = pool.get_connection()
+        try:
+            connection.send_packed_command([command])  # type: ignore[no-untyped-call]
+            return connection.read_response()
+        finally:
+            pool.release(connection)
 
     def register_queue(self) -> None:
         """Add the queue to RQ's registry of queues (what ``rq info`` lists).
@@ -124,16 +159,33 @@ class Enqueuer:
             QueueUnavailable: Redis is unreachable or refused the write; nothing was
                 acknowledged and the id is not marked seen.
         """
-        try:
-            if not self._registered:
+        if not self._registered:
+            try:
                 self.register_queue()
-            keys = [SEEN_PREFIX + event_id, *self._constant_keys]
-            args: list[bytes | str | int] = [self._dedupe_ttl_s, rq_timestamp(received_at)]
-            for destination in self._destinations:
-                jid = job_id(destination, event_id)
-                keys.append(JOB_PREFIX + jid)
-                payload = job_payload(destination, body, received_at, replay=replay)
-                args += [jid, payload, self._descriptions[destination]]
-            return bool(self._script(keys=keys, args=args))
+            except RedisError as exc:
+                raise QueueUnavailable(
+                    "redis-unavailable", f"could not queue the event ({type(exc).__name__})"
+                ) from None
+        parts = [self._head, _bulk((SEEN_PREFIX + event_id).encode()), self._queue_bulk]
+        payloads: list[bytes] = []
+        for destination in self._destinations:
+            jid = job_id(destination, event_id).encode()
+            parts.append(_bulk(_JOB_PREFIX + jid))
+            payloads.append(_bulk(jid))
+            payloads.append(_bulk(job_payload(destination, body, received_at, replay=replay)))
+            payloads.append(self._descriptions[destination])
+        parts.append(self._ttl_bulk)
+        parts.append(_bulk(rq_timestamp(received_at)))
+        parts.extend(payloads)
+        command = b"".join(parts)
+        try:
+            try:
+                result = self._send(command)
+            except NoScriptError:
+                # After a Redis restart the script cache is empty; load it and retry once
+                # (nothing ran, so nothing is done twice).
+                self._redis.script_load(self._source)
+                result = self._send(command)
+            return bool(result)
         except RedisError as exc:
             raise QueueUnavailable("redis-unavailable", f"could not queue the event ({type(exc).__name__})") from None
