@@ -20,7 +20,7 @@ import os
 from flask import Flask, Response, request
 
 from connector.redis_conn import connect
-from connector.settings import DEFAULT_REDIS_TIMEOUT_S
+from connector.settings import DEFAULT_REDIS_TIMEOUT_S, DEFAULT_WEB_REDIS_CONNECTIONS
 
 _JSON = "application/json"
 _ACCEPTED = b'{"status":"accepted"}'
@@ -46,11 +46,12 @@ def create_bare_app() -> Flask:
 def create_durable_min_app(redis_url: str | None = None) -> Flask:
     """``POST /dt/events`` → read the body, ``SET bench:<pid>:<n> <body>``, 200.
 
-    Uses the receiver's Redis client settings (``connector.redis_conn.connect``) so the
-    two differ only in what they do per request. ``redis_url`` defaults to ``REDIS_URL``.
+    Uses the receiver's Redis client settings (``connector.redis_conn.connect``, the same bounded
+    pool) so the two differ only in what they do per request. ``redis_url`` defaults to ``REDIS_URL``.
     """
     url = redis_url or os.environ["REDIS_URL"]
-    redis = connect(url, timeout_s=DEFAULT_REDIS_TIMEOUT_S)
+    pool_size = int(os.environ.get("WEB_REDIS_CONNECTIONS") or DEFAULT_WEB_REDIS_CONNECTIONS)
+    redis = connect(url, timeout_s=DEFAULT_REDIS_TIMEOUT_S, max_connections=pool_size)  # as bounded as the receiver's
     prefix = f"bench:{os.getpid()}:"
     counter = itertools.count()  # next() is atomic under the GIL: unique across threads
     app = Flask("bench.durable_min")

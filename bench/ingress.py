@@ -234,14 +234,14 @@ class GunicornServer:
         return "\n".join(text.splitlines()[-lines:])
 
 
-def server_env(*, redis_url: str, secret: str, web_concurrency: int, gunicorn_threads: int) -> dict[str, str]:
+def server_env(*, redis_url: str, secret: str, web_concurrency: int, web_redis_connections: int) -> dict[str, str]:
     """The environment every target gets: identical for all three."""
     env = {k: v for k, v in os.environ.items() if not _SERVER_ENV_DROP.match(k)}
     env.update(
         REDIS_URL=redis_url,
         DT_SIGNATURE_SECRET=secret,
         WEB_CONCURRENCY=str(web_concurrency),
-        GUNICORN_THREADS=str(gunicorn_threads),
+        WEB_REDIS_CONNECTIONS=str(web_redis_connections),
         PYTHONPATH=os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p),
     )
     return env
@@ -591,7 +591,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=16, help="concurrent keep-alive connections")
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
     parser.add_argument("--web-concurrency", type=int, default=2, help="WEB_CONCURRENCY for every target")
-    parser.add_argument("--gunicorn-threads", type=int, default=4, help="GUNICORN_THREADS for every target")
+    parser.add_argument(
+        "--web-redis-connections", type=int, default=4, help="WEB_REDIS_CONNECTIONS for every target"
+    )
     parser.add_argument(
         "--pool-rate",
         type=int,
@@ -607,7 +609,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--json", type=Path, metavar="OUT.json", help="also write the figures here")
     args = parser.parse_args(argv)
-    for name in ("rounds", "duration", "connections", "threads", "web_concurrency", "gunicorn_threads", "pool_rate"):
+    positive = ("rounds", "duration", "connections", "threads", "web_concurrency", "web_redis_connections", "pool_rate")
+    for name in positive:
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.warmup < 0:
@@ -654,7 +657,7 @@ def main(argv: list[str] | None = None) -> int:
                 redis_url=embedded.url,
                 secret=secret,
                 web_concurrency=args.web_concurrency,
-                gunicorn_threads=args.gunicorn_threads,
+                web_redis_connections=args.web_redis_connections,
             ),
             workdir=workdir,
             threads=args.threads,
@@ -675,7 +678,7 @@ def main(argv: list[str] | None = None) -> int:
             "threads": args.threads,
             "gunicorn_config": GUNICORN_CONFIG,
             "WEB_CONCURRENCY": args.web_concurrency,
-            "GUNICORN_THREADS": args.gunicorn_threads,
+            "WEB_REDIS_CONNECTIONS": args.web_redis_connections,
             "balance_guard": guard_note,
             "redis": f"EmbeddedRedis {embedded.url} (no persistence)",
             "body_bytes": len(factory.body(0)),

@@ -148,7 +148,7 @@ def formation_connections() -> int:
 
     settings = Settings(redis_url="redis://unused", insecure_skip_verify=True)
     web_processes = 2  # WEB_CONCURRENCY on a 512 MB dyno
-    return web_processes * settings.web_threads + redis_connections_per_dyno(settings)
+    return web_processes * settings.web_redis_connections + redis_connections_per_dyno(settings)
 
 
 if __name__ == "__main__":

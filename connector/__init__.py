@@ -9,8 +9,25 @@
   ``events`` (DT's event types), ``deadletters``, ``errors``, ``redis_conn``, ``logs``.
 
 The web side never imports ``workers`` (``setup.cfg``'s import contracts, checked in CI).
+
+``create_app`` is imported on first use: gunicorn's master loads ``connector.gunicorn_config``
+(and so this package) before its workers apply gevent's monkey-patching, and Flask, requests,
+urllib3 and redis must first be imported after it, or they keep unpatched ``ssl`` classes.
 """
 
-from connector.app import create_app
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from connector.app import create_app
 
 __all__ = ["create_app"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "create_app":
+        from connector.app import create_app
+
+        return create_app
+    raise AttributeError(f"module 'connector' has no attribute {name!r}")

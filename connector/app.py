@@ -16,6 +16,7 @@ from werkzeug.exceptions import HTTPException
 from connector.jobspec import JobTemplate
 from connector.logs import AccessLog
 from connector.logs import configure as configure_logging
+from connector.ops.throttle import FailedAttempts
 from connector.receive.enqueue import Enqueuer
 from connector.receive.signature import VerificationPolicy
 from connector.receive.signing_keys import JwksKeyStore
@@ -79,13 +80,13 @@ def create_app(
     settings = settings or Settings.from_env()
     if configure_logs:
         configure_logging()
-    # A bounded pool, one connection per request thread: the web dyno's share of the Redis
-    # plan's connection limit is WEB_CONCURRENCY x GUNICORN_THREADS, whatever the load.
+    # A bounded pool: the web dyno's share of the Redis plan's connection limit is
+    # WEB_CONCURRENCY x WEB_REDIS_CONNECTIONS, whatever the load or the number of clients.
     redis = connect(
         settings.redis_url,
         timeout_s=settings.redis_timeout_s,
         tls_verify=settings.redis_tls_verify,
-        max_connections=settings.web_threads,
+        max_connections=settings.web_redis_connections,
         client_name="dt-web",
     )
     enqueuer = build_enqueuer(settings, redis)
@@ -101,11 +102,13 @@ def create_app(
         access_log=access_log or AccessLog(flush_interval_s=settings.access_log_flush_ms / 1000),
     )
 
+    from connector.ops.views import THROTTLE as OPS_THROTTLE
     from connector.ops.views import bp as ops
     from connector.receive.views import bp as receive
 
     app.register_blueprint(receive)
     app.register_blueprint(ops)
+    app.extensions[OPS_THROTTLE] = FailedAttempts()
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
@@ -119,4 +122,9 @@ def create_app(
     elif settings.asymmetric and not settings.org_id:
         log.warning("DT_ORG_ID is not set: pushes signed by DT for ANY organisation will be accepted")
     log.info("receiver ready: verifying %s; destinations %s", settings.verification_summary, settings.destinations)
+    log.info(
+        "operator pages (/metrics, /status): %s",
+        "guarded by METRICS_TOKEN" if settings.metrics_token
+        else "this machine only (loopback, no proxy); set METRICS_TOKEN to reach them from elsewhere",
+    )
     return app

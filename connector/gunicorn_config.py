@@ -1,8 +1,11 @@
 """Gunicorn settings of the web process (``dt-connector web``, the Procfile's ``web:``).
 
 * binds ``$PORT`` on all interfaces (Heroku's router connects from outside the dyno);
-* ``WEB_CONCURRENCY`` worker processes (Heroku sets it per dyno size), threaded
-  (``GUNICORN_THREADS``, default 4) because a push spends its time waiting on Redis;
+* ``WEB_CONCURRENCY`` worker processes (Heroku sets it per dyno size), each serving up to
+  ``worker_connections`` clients on greenlets (``connector.web_worker``): slow or silent
+  clients cost a greenlet, not one of a handful of threads;
+* a client has ``keepalive`` seconds to send each request's headers, and
+  ``web_worker.REQUEST_DEADLINE_S`` for the whole request;
 * timeouts under Heroku's 30 s router limit and 30 s SIGTERM→SIGKILL window;
 * no access log: the app writes one structured line per push itself.
 """
@@ -15,8 +18,8 @@ from connector.settings import env_text
 
 bind = [f"[::]:{env_text(os.environ, 'PORT')}"]
 workers = int(env_text(os.environ, "WEB_CONCURRENCY"))
-worker_class = "gthread"
-threads = int(env_text(os.environ, "GUNICORN_THREADS"))
+worker_class = "connector.web_worker.ReceiverWorker"
+worker_connections = 1000
 timeout = 20
 graceful_timeout = 20
 keepalive = 5
@@ -45,8 +48,22 @@ def post_worker_init(worker: object) -> None:
 
 
 def worker_exit(server: object, worker: object) -> None:
-    """Write out buffered push log lines before a worker process ends."""
-    app = getattr(worker, "wsgi", None)
+    """Write out buffered push log lines, then end the worker process with the status it was exiting with.
+
+    Ending it here skips the interpreter's teardown, where gevent's thread module is gone before
+    logging's handler references are dropped and Python prints "Exception ignored ... TypeError"
+    tracebacks on every stop. gunicorn calls this while the worker's ``SystemExit`` propagates.
+    """
+    import logging
+    import sys
+
+    app = getattr(worker, "flask_app", None) or getattr(worker, "wsgi", None)
     receiver = getattr(app, "extensions", {}).get("connector")
     if receiver is not None:
         receiver.access_log.flush()
+    leaving = sys.exc_info()[1]
+    status = leaving.code if isinstance(leaving, SystemExit) else (1 if leaving is not None else 0)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status if isinstance(status, int) else 1)

@@ -46,6 +46,15 @@ DEFAULT_ACCESS_LOG_FLUSH_MS = 100
 DEFAULT_RETRY_SCHEDULE_S: tuple[int, ...] = (10, 30, 120, 300, 900, 1800, 3600, 7200, 10800, 14400, 14400)
 """Waits before delivery retries 1..11: about 14.9 h in all, beyond DT's own 12 h redelivery window."""
 
+MIN_SECRET_CHARS = 32
+"""Shortest signature secret or metrics token accepted. One captured push lets anyone test
+guesses of the secret offline at GPU speed (billions of HMACs per second); 32 random
+characters are beyond that, 3 were recovered in 0.04 s. The Heroku Button generates 64."""
+
+DT_TOKEN_LIFETIME_S = 3600
+"""How long DT's X-Dt-Signature tokens live (``exp`` = ``iat`` + 1 h). A captured push stays
+verifiable that long, so its eventId must be remembered at least that long plus the leeway."""
+
 KNOWN_DESTINATIONS = ("log", "moost", "spot")
 """Destinations the workers can deliver to."""
 
@@ -57,10 +66,10 @@ DEFAULT_WORKER_THREADS = 16
 """Jobs one worker process runs at once. A forward mostly waits on its downstream: 16 threads
 hide 50 ms of downstream latency at well over 200 events/s per process."""
 
-DEFAULT_WEB_THREADS = 4
-"""Threads per gunicorn worker process (``GUNICORN_THREADS``); also the most Redis connections
-the process opens, one per thread: a push that waited for a connection cost 15 % of the
-receiver's throughput with 3 connections for 4 threads (bench.ingress, 2026-12-04)."""
+DEFAULT_WEB_REDIS_CONNECTIONS = 4
+"""Redis connections per web process (``WEB_REDIS_CONNECTIONS``); pushes beyond wait for one.
+Under gthread's 4 threads, 3 connections cost 15 % of the receiver's throughput
+(bench.ingress, 2026-12-04), so the default matches the 4 pushes a process used to serve at once."""
 
 DEFAULT_MOOST_BASE_URL = "https://api.moost.io"
 DEFAULT_SPOT_BASE_URL = "https://dev-api.spot.ai"
@@ -114,8 +123,8 @@ VARIABLES: tuple[Variable, ...] = (
              "Give it to DT with `dt-connector connector create --secret-from-env` or paste it in DT Studio. "
              "Several, comma-separated, while rotating.", secret=True, generate=True),
     Variable("DT_ORG_ID", _G_VERIFY, "Your DT organisation id: asymmetric signatures must name it (sub claim)."),
-    Variable("DT_ASYMMETRIC_SIGNATURE", _G_VERIFY, "on: also verify DT-Asymmetric-Signature (ES256, DT's published "
-             "keys). Default: on when DT_ORG_ID is set.", preset="off"),
+    Variable("DT_ASYMMETRIC_SIGNATURE", _G_VERIFY, "on: also require and verify DT-Asymmetric-Signature (ES256, "
+             "DT's published keys). Default: on when DT_ORG_ID is set."),
     Variable("DT_OIDC_DISCOVERY_URL", _G_VERIFY, "OpenID discovery document of DT's signing identity.",
              DT_PRODUCTION_DISCOVERY_URL),
     Variable("DT_SIGNATURE_LEEWAY_S", _G_VERIFY, "Clock skew tolerated on token times, seconds.",
@@ -154,8 +163,11 @@ VARIABLES: tuple[Variable, ...] = (
              "connections whatever its load.", str(DEFAULT_WORKER_PROCESSES), (1, 64)),
     Variable("WORKER_THREADS", _G_WORK, "Jobs each worker process runs at once (16 hide 50 ms of downstream "
              "latency at over 200 events/s).", str(DEFAULT_WORKER_THREADS), (1, 256)),
-    Variable("GUNICORN_THREADS", _G_WORK, "Threads per gunicorn worker. Each thread holds at most one Redis "
-             "connection.", str(DEFAULT_WEB_THREADS), (1, 64)),
+    Variable("WEB_REDIS_CONNECTIONS", _G_WORK, "Redis connections per web process (the web dyno holds "
+             "WEB_CONCURRENCY times this many at most); pushes beyond wait for one.",
+             str(DEFAULT_WEB_REDIS_CONNECTIONS), (1, 64)),
+    Variable("WEB_REQUEST_DEADLINE_S", _G_WORK, "Longest a client may take to send a whole request, body "
+             "included, and get its answer, seconds (headers: 5 s). Slower clients are cut.", "30", (1, 300)),
     Variable("WEB_CONCURRENCY", _G_WORK, "gunicorn worker processes of the web dyno.", "2",
              set_by="Heroku, per dyno size"),
     Variable("PORT", _G_WORK, "Port the web process listens on.", "5000", set_by="Heroku"),
@@ -209,7 +221,7 @@ class Settings:
     forward_timeout_s: float = 10.0
     worker_processes: int = DEFAULT_WORKER_PROCESSES
     worker_threads: int = DEFAULT_WORKER_THREADS
-    web_threads: int = DEFAULT_WEB_THREADS
+    web_redis_connections: int = DEFAULT_WEB_REDIS_CONNECTIONS
     metrics_token: str = field(default="", repr=False)
     retry_schedule_s: tuple[int, ...] = DEFAULT_RETRY_SCHEDULE_S
 
@@ -222,6 +234,20 @@ class Settings:
             )
         if any(not s for s in self.signature_secrets):
             raise ConfigError("DT_SIGNATURE_SECRET contains an empty secret (check stray commas)")
+        if any(len(s) < MIN_SECRET_CHARS for s in self.signature_secrets):
+            raise ConfigError(
+                f"DT_SIGNATURE_SECRET: each secret needs at least {MIN_SECRET_CHARS} characters (a short one is "
+                "guessed offline from a single captured push); generate one with "
+                "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
+        if self.metrics_token and len(self.metrics_token) < MIN_SECRET_CHARS:
+            raise ConfigError(f"METRICS_TOKEN needs at least {MIN_SECRET_CHARS} characters (or leave it unset)")
+        replay_window = DT_TOKEN_LIFETIME_S + self.signature_leeway_s
+        if self.dedupe_ttl_s < replay_window and not self.insecure_skip_verify:
+            raise ConfigError(
+                f"DEDUPE_TTL_S must be at least {replay_window} (DT's token lifetime {DT_TOKEN_LIFETIME_S} s plus "
+                f"DT_SIGNATURE_LEEWAY_S): a captured push would be accepted again once its eventId is forgotten"
+            )
         unknown = [d for d in self.destinations if d not in KNOWN_DESTINATIONS]
         if unknown or not self.destinations:
             raise ConfigError(
@@ -286,7 +312,7 @@ class Settings:
             forward_timeout_s=_float(env, "FORWARD_TIMEOUT_S"),
             worker_processes=_int(env, "WORKER_PROCESSES"),
             worker_threads=_int(env, "WORKER_THREADS"),
-            web_threads=_int(env, "GUNICORN_THREADS"),
+            web_redis_connections=_int(env, "WEB_REDIS_CONNECTIONS"),
             metrics_token=env_text(env, "METRICS_TOKEN"),
             retry_schedule_s=_schedule(env, "RETRY_SCHEDULE_S"),
         )

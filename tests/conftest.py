@@ -19,6 +19,7 @@ from redis import Redis
 from connector import create_app
 from connector.dev.embedded_redis import EmbeddedRedis
 from tests.support.helpers import SECRET, SUMMARY_LINES, make_settings
+from tests.support.identity import IdentityServer
 from tests.support.samples import CLIENT_SECRET, CUSTOMER, SPOT_KEY
 from tests.support.standins import Reply, StandIn
 
@@ -101,6 +102,16 @@ def spot_env(worker_env: None, standin: StandIn, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("SPOT_INTEGRATION_ID", "7")
     reset_runtime()
     return standin
+
+
+@pytest.fixture
+def identity() -> Iterator[IdentityServer]:
+    """DT's identity service on 127.0.0.1, publishing one key, ``key-1``."""
+    server = IdentityServer()
+    server.add_key("key-1")
+    yield server
+    server.httpd.shutdown()
+    server.httpd.server_close()
 
 
 @pytest.fixture

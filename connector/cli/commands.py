@@ -24,7 +24,7 @@ import click
 from connector.dt.api import DtApi, DtApiError
 from connector.errors import ConfigError
 from connector.events import DT_EVENT_TYPES
-from connector.settings import DtApiSettings, Settings
+from connector.settings import MIN_SECRET_CHARS, DtApiSettings, Settings
 
 if TYPE_CHECKING:
     from workers.translate.mapping import Mapping as WorkerMapping
@@ -271,12 +271,13 @@ def _event_filter(text: str | None, environ: Mapping[str, str]) -> list[str]:
 
 
 def _chosen_secret(args: Any, environ: Mapping[str, str], *, generate: bool) -> tuple[str | None, bool]:
-    if args.secret:
-        return args.secret, False
-    if args.secret_from_env:
-        secret = _first_secret(environ)
+    """The secret to give DT: ``--secret``, the environment's, or a generated one (True)."""
+    if args.secret or args.secret_from_env:
+        secret = args.secret or _first_secret(environ)
         if not secret:
             raise ConfigError("--secret-from-env: DT_SIGNATURE_SECRET is not set")
+        if len(secret) < MIN_SECRET_CHARS:  # the receiver would refuse it at start
+            raise ConfigError(f"the signature secret needs at least {MIN_SECRET_CHARS} characters")
         return secret, False
     if generate:
         return secrets.token_urlsafe(32), True

@@ -144,11 +144,19 @@ def check_config() -> int:
     print(f"delivery retries: {len(settings.retry_schedule_s)}, spanning {span_h:.1f} h")
     if span_h < 12:
         print("warning: RETRY_SCHEDULE_S gives up within DT's 12 h redelivery window", file=sys.stderr)
+    if os.environ.get("DYNO") and not settings.asymmetric and not settings.insecure_skip_verify:
+        print(
+            "warning: DT-Asymmetric-Signature is not checked; set DT_ORG_ID (your DT organisation id) so that "
+            "a leaked signature secret alone cannot forge pushes",
+            file=sys.stderr,
+        )
+    if os.environ.get("DYNO") and not settings.metrics_token:
+        print("warning: METRICS_TOKEN is not set, so /metrics and /status are off on this app", file=sys.stderr)
     web_processes = int(env_text(os.environ, "WEB_CONCURRENCY"))
-    web, worker = web_processes * settings.web_threads, redis_connections_per_dyno(settings)
+    web, worker = web_processes * settings.web_redis_connections, redis_connections_per_dyno(settings)
     print(
-        f"Redis connections at most: {web} per web dyno (WEB_CONCURRENCY {web_processes} x GUNICORN_THREADS "
-        f"{settings.web_threads}), "
+        f"Redis connections at most: {web} per web dyno (WEB_CONCURRENCY {web_processes} x WEB_REDIS_CONNECTIONS "
+        f"{settings.web_redis_connections}), "
         f"{worker} per worker dyno (WORKER_PROCESSES {settings.worker_processes} x (1 + {WORK_CONNECTIONS})); "
         f"{web + worker} for one of each (Heroku Key-Value Store mini allows 20)"
     )

@@ -1,14 +1,20 @@
 """The operator's endpoints: ``GET /metrics`` (Prometheus), ``GET /status`` and its replay form.
 
 Guarded by ``METRICS_TOKEN`` when it is set (``Authorization: Bearer <token>``, or HTTP Basic
-with the token as password, so a browser's login prompt works).
+with the token as password, so a browser's login prompt works); wrong tokens are throttled
+(``connector.ops.throttle``). Without a token the pages answer only requests made directly on
+this machine (loopback, no proxy header): on Heroku, behind ngrok or on a public port they are
+off until ``METRICS_TOKEN`` is set. No page may be framed (clickjacking of the Replay button).
 """
 
 from __future__ import annotations
 
 import base64
 import hmac
+import ipaddress
+import math
 import time
+from collections.abc import Container
 from typing import TYPE_CHECKING
 
 from flask import Blueprint, Response, current_app, request
@@ -18,11 +24,23 @@ from connector import deadletters
 from connector.answers import JSON, redis_unavailable
 from connector.ops.metrics import CONTENT_TYPE, collect, render
 from connector.ops.status import collect_status, render_status, replay_token
+from connector.ops.throttle import FailedAttempts
 
 if TYPE_CHECKING:
     from connector.app import Receiver
 
 bp = Blueprint("ops", __name__)
+
+THROTTLE = "operator_throttle"
+"""``app.extensions`` key of this process's ``FailedAttempts``."""
+
+
+@bp.after_request
+def _no_framing(response: Response) -> Response:
+    response.headers["X-Frame-Options"] = "DENY"
+    csp = response.headers.get("Content-Security-Policy")
+    response.headers["Content-Security-Policy"] = f"{csp}; frame-ancestors 'none'" if csp else "frame-ancestors 'none'"
+    return response
 
 @bp.get("/metrics")
 def metrics_view() -> Response:
@@ -70,10 +88,10 @@ def status_replay() -> Response:
     """Re-queue the dead letters of one destination and reason, then back to the page."""
     receiver, refusal = _operator()
     settings = receiver.settings
-    if not settings.metrics_token:
-        return Response(b'{"error":"replay-disabled","detail":"set METRICS_TOKEN"}', 403, mimetype=JSON)
     if refusal is not None:
         return refusal
+    if not settings.metrics_token:
+        return Response(b'{"error":"replay-disabled","detail":"set METRICS_TOKEN"}', 403, mimetype=JSON)
     offered = request.form.get("form", "")
     if not hmac.compare_digest(offered.encode(), replay_token(settings.metrics_token).encode()):
         return Response(b'{"error":"bad-form","detail":"reload the status page"}', 403, mimetype=JSON)
@@ -107,11 +125,57 @@ def authorised(header: str, token: str) -> bool:
 
 
 def _operator() -> tuple[Receiver, Response | None]:
-    """The receiver, and the 401 to answer when the request lacks ``METRICS_TOKEN`` (else None)."""
+    """The receiver, and the answer to give instead of the page (None: serve it).
+
+    403 without ``METRICS_TOKEN`` unless the request came straight from this machine; 429 while
+    the client (or everyone) has used up its wrong tokens; 401 for a missing or wrong token.
+    """
     receiver: Receiver = current_app.extensions["connector"]
-    if authorised(request.headers.get("Authorization", ""), receiver.settings.metrics_token):
+    token = receiver.settings.metrics_token
+    if not token:
+        names = {name.lower() for name, _value in request.headers.items()}
+        return receiver, None if direct_from_this_machine(request.remote_addr, names) else _off()
+    throttle: FailedAttempts = current_app.extensions[THROTTLE]
+    client, now = _client(), time.monotonic()
+    wait_s = throttle.wait_s(client, now)
+    if wait_s > 0:
+        return receiver, _too_many(wait_s)
+    if authorised(request.headers.get("Authorization", ""), token):
         return receiver, None
+    if request.headers.get("Authorization"):
+        throttle.failed(client, now)
     return receiver, _unauthorised()
+
+
+def direct_from_this_machine(remote_addr: str | None, header_names: Container[str]) -> bool:
+    """A loopback peer that no proxy speaks for (ngrok and Heroku's router add X-Forwarded-For). Pure.
+
+    ``header_names`` are the request's header names in lower case.
+    """
+    if any(name in header_names for name in ("x-forwarded-for", "forwarded", "x-real-ip")):
+        return False
+    try:
+        return remote_addr is not None and ipaddress.ip_address(remote_addr).is_loopback
+    except ValueError:
+        return False
+
+
+def _client() -> str:
+    """Who is guessing: the address Heroku's router (or any proxy) saw last, else the peer."""
+    forwarded = request.headers.get("X-Forwarded-For", "")
+    return forwarded.rsplit(",", 1)[-1].strip() or request.remote_addr or "?"
+
+
+def _off() -> Response:
+    body = (b'{"error":"operator-pages-off","detail":"set METRICS_TOKEN to reach /metrics and /status '
+            b'from another machine"}')  # fmt: skip
+    return Response(body, 403, mimetype=JSON)
+
+
+def _too_many(wait_s: float) -> Response:
+    response = Response(b'{"error":"too-many-attempts","detail":"wrong METRICS_TOKEN too often"}', 429, mimetype=JSON)
+    response.headers["Retry-After"] = str(max(1, math.ceil(wait_s)))
+    return response
 
 
 def _unauthorised() -> Response:

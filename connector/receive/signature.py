@@ -92,9 +92,10 @@ def verify_push(
 ) -> None:
     """Check that ``body`` was signed by DT for this connector.
 
-    Every configured scheme whose header is present must verify, and at least one
-    configured scheme must be present. Headers of schemes that are not configured are
-    ignored (DT may send both while the deployment checks one).
+    Every configured scheme is required: with a secret configured, ``X-Dt-Signature`` must be
+    present and verify (it is the only claim that names this connector); with asymmetric
+    checking on, ``DT-Asymmetric-Signature`` must be present and verify too. A header of a
+    scheme that is not configured is ignored (DT sends both while a deployment checks one).
 
     Raises:
         BadSignature: missing, malformed, forged, expired or body-mismatched signature.
@@ -102,13 +103,15 @@ def verify_push(
     """
     if policy.skip:
         return
-    checked = False
-    if policy.secrets and hs_token is not None:
+    if policy.secrets:
+        if hs_token is None:
+            raise BadSignature("signature-missing", f"expected header {HS_HEADER}")
         verify_hs256(
             body, hs_token, secrets=policy.secrets, now=now, leeway_s=policy.leeway_s, audience=policy.audience
         )
-        checked = True
-    if policy.es_key_for is not None and es_token is not None:
+    if policy.es_key_for is not None:
+        if es_token is None:
+            raise BadSignature("signature-missing", f"expected header {ES_HEADER}")
         verify_es256(
             body,
             es_token,
@@ -119,14 +122,6 @@ def verify_push(
             leeway_s=policy.leeway_s,
             audience=policy.audience,
         )
-        checked = True
-    if not checked:
-        wanted = []
-        if policy.secrets:
-            wanted.append(HS_HEADER)
-        if policy.es_key_for is not None:
-            wanted.append(ES_HEADER)
-        raise BadSignature("signature-missing", f"expected header {' or '.join(wanted)}")
 
 
 def verify_hs256(

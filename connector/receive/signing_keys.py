@@ -2,9 +2,13 @@
 
 The discovery document (``DT_OIDC_DISCOVERY_URL``) names the ``issuer`` and the
 ``jwks_uri``; keys are EC P-256 selected by ``kid``. Keys are cached for ``ttl_s`` and
-the set is re-fetched once when an unknown ``kid`` shows up (key rotation), but not
-more often than every ``min_refresh_s`` so forged ``kid`` values cannot make us hammer
-DT's identity service. Fetch failures raise ``KeysUnavailable`` (503, DT retries).
+the set is re-fetched when an unknown ``kid`` shows up (key rotation).
+
+Fetches are limited in every state, so forged pushes cannot make us hammer DT's identity
+service: at most one attempt per ``min_refresh_s``, whether keys are cached or not (at
+start, or after a failed first fetch), and one at a time. A push never waits behind
+another push's fetch: while one is under way, the others use the cached keys, or get
+``KeysUnavailable`` (503, DT retries) when there are none.
 """
 
 from __future__ import annotations
@@ -47,44 +51,48 @@ class JwksKeyStore:
         self.issuer = issuer_of(discovery_url)
         self._timeout_s = timeout_s
         self._ttl_s = ttl_s
-        self._min_refresh_s = min_refresh_s
+        self.min_refresh_s = min_refresh_s
         self._session = session or requests.Session()
         self._clock = clock
         self._lock = threading.Lock()
         self._keys: dict[str, Any] = {}
         self._fetched_at: float | None = None
         self._attempted_at: float | None = None
+        self._unavailable_detail = "DT signing keys are being fetched"
 
     def __call__(self, kid: str) -> Any:
-        """The key for ``kid``, or None if DT does not publish it.
+        """The key for ``kid``, or None if DT does not publish it (as far as we can tell now).
 
         Raises:
-            KeysUnavailable: the key set could not be fetched and none is cached.
+            KeysUnavailable: no key set is cached and none can be fetched right now.
         """
         now = self._clock()
-        if self._fetched_at is None or now - self._fetched_at > self._ttl_s:
-            self._refresh(now, force=self._fetched_at is None)
-        key = self._keys.get(kid)
-        if key is None:
-            self._refresh(now, force=False)
-            key = self._keys.get(kid)
-        return key
+        stale = self._fetched_at is None or now - self._fetched_at > self._ttl_s
+        if stale or kid not in self._keys:
+            self._refresh(now)
+        if not self._keys:
+            raise KeysUnavailable("keys-unavailable", self._unavailable_detail)
+        return self._keys.get(kid)
 
-    def _refresh(self, now: float, *, force: bool) -> None:
-        with self._lock:
-            if not force and self._attempted_at is not None and now - self._attempted_at < self._min_refresh_s:
-                return  # refreshed (or tried) moments ago, possibly by another thread
+    def _refresh(self, now: float) -> None:
+        """Fetch the key set unless one was tried within ``min_refresh_s`` or is being fetched."""
+        if self._attempted_at is not None and now - self._attempted_at < self.min_refresh_s:
+            return
+        if not self._lock.acquire(blocking=False):
+            return  # another push is fetching: use what is cached meanwhile
+        try:
+            if self._attempted_at is not None and now - self._attempted_at < self.min_refresh_s:
+                return
             self._attempted_at = now
             try:
                 keys = self._fetch()
             except (requests.RequestException, ValueError, KeyError, TypeError) as exc:
-                if self._keys:
-                    return  # keep serving the cached set through a blip at DT
-                raise KeysUnavailable(
-                    "keys-unavailable", f"could not fetch DT signing keys ({type(exc).__name__})"
-                ) from None
+                self._unavailable_detail = f"could not fetch DT signing keys ({type(exc).__name__})"
+                return  # keep serving the cached set, if any, through a blip at DT
             self._keys = keys
             self._fetched_at = now
+        finally:
+            self._lock.release()
 
     def _fetch(self) -> dict[str, Any]:
         discovery = self._get_json(self.discovery_url)

@@ -7,12 +7,12 @@ import pytest
 from connector.errors import ConfigError
 from connector.settings import DT_PRODUCTION_DISCOVERY_URL, Settings
 
-BASE = {"REDIS_URL": "redis://localhost:6379/0", "DT_SIGNATURE_SECRET": "s3cr3t-value-for-test"}
+BASE = {"REDIS_URL": "redis://localhost:6379/0", "DT_SIGNATURE_SECRET": "s3cr3t-value-for-test-0123456789abcdef"}
 
 
 def test_minimal_environment():
     settings = Settings.from_env(BASE)
-    assert settings.signature_secrets == ("s3cr3t-value-for-test",)
+    assert settings.signature_secrets == ("s3cr3t-value-for-test-0123456789abcdef",)
     assert settings.dedupe_ttl_s == 24 * 3600
     assert settings.asymmetric is False
     assert settings.destinations == ("log",)
@@ -24,14 +24,15 @@ def test_access_log_flush_interval():
 
 
 def test_rotation_list():
-    settings = Settings.from_env({**BASE, "DT_SIGNATURE_SECRET": "new-secret-aaaa, old-secret-bbbb"})
-    assert settings.signature_secrets == ("new-secret-aaaa", "old-secret-bbbb")
+    rotating = "new-secret-aaaa-0123456789abcdef-x, old-secret-bbbb-0123456789abcdef-y"
+    settings = Settings.from_env({**BASE, "DT_SIGNATURE_SECRET": rotating})
+    assert settings.signature_secrets == ("new-secret-aaaa-0123456789abcdef-x", "old-secret-bbbb-0123456789abcdef-y")
 
 
 def test_secrets_never_in_repr_or_summary():
     settings = Settings.from_env({**BASE, "REDIS_URL": "rediss://:p4ssw0rd@host:6380"})
     for text in (repr(settings), str(settings), settings.verification_summary):
-        assert "s3cr3t-value-for-test" not in text
+        assert "s3cr3t-value-for-test-0123456789abcdef" not in text
         assert "p4ssw0rd" not in text
 
 

@@ -30,7 +30,7 @@ def gunicorn(
         "REDIS_URL": redis_url,
         "DT_SIGNATURE_SECRET": SECRET,
         "WEB_CONCURRENCY": "2",
-        "GUNICORN_THREADS": "4",
+        "WEB_REDIS_CONNECTIONS": "4",
         "REDIS_TIMEOUT_S": "1",
         **env,
     }

@@ -95,7 +95,10 @@ def test_check_config_names_the_missing_variable():
 def test_check_config_ok_hides_secrets():
     result = subprocess.run(
         [sys.executable, "-m", "connector.cli", "check-config"],
-        env=clean_env(REDIS_URL="redis://:hunter2-password@127.0.0.1:1/0", DT_SIGNATURE_SECRET="very-secret-value-x"),
+        env=clean_env(
+            REDIS_URL="redis://:hunter2-password@127.0.0.1:1/0",
+            DT_SIGNATURE_SECRET="very-secret-value-x-0123456789abcdef",
+        ),
         capture_output=True,
         text=True,
     )

@@ -112,11 +112,19 @@ def test_create_refuses_plain_http(dt: DtStandIn):
 
 def test_create_with_mapped_events_and_the_env_secret(dt: DtStandIn, capsys):
     args = connector_args("create", url="https://x.example/dt/events", events="mapped", secret_from_env=True)
-    run_connector(args, {"DT_SIGNATURE_SECRET": "from-env-secret,older"}, api_for(dt))
+    env_secret = "from-env-secret-0123456789abcdef-test"
+    run_connector(args, {"DT_SIGNATURE_SECRET": f"{env_secret},older"}, api_for(dt))
     [resource] = dt.state.connectors.values()
-    assert resource["httpConfig"]["signatureSecret"] == "from-env-secret"
+    assert resource["httpConfig"]["signatureSecret"] == env_secret
     assert "temperature" in resource["events"] and "networkStatus" not in resource["events"]
-    assert "from-env-secret" not in capsys.readouterr().out  # not generated: not shown
+    assert env_secret not in capsys.readouterr().out  # not generated: not shown
+
+
+def test_a_secret_too_short_for_the_receiver_is_not_given_to_dt(dt: DtStandIn):
+    args = connector_args("create", url="https://x.example/dt/events", secret="short-secret")
+    with pytest.raises(ConfigError, match="32 characters"):
+        run_connector(args, {}, api_for(dt))
+    assert dt.state.connectors == {}
 
 
 def test_update_sends_an_update_mask_and_rotation_keeps_the_old_secret(dt: DtStandIn, capsys):

@@ -94,7 +94,7 @@ def test_pushes_are_counted_by_outcome_and_reason(client: FlaskClient, redis: Re
 
 
 def test_metrics_need_the_token_when_one_is_set(redis: Redis, redis_server):
-    token = "metrics-token-0123456789"
+    token = "metrics-token-0123456789-test-only-value"
     client = create_app(make_settings(redis_server.url, metrics_token=token), configure_logs=False).test_client()
     assert client.get("/metrics").status_code == 401
     assert client.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401

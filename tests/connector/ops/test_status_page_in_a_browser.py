@@ -18,7 +18,7 @@ from tests.support.samples import push_of
 from tests.support.servers import gunicorn, post
 
 pytestmark = pytest.mark.browser
-TOKEN = "status-token-0123456789abcdef"
+TOKEN = "status-token-0123456789abcdef-test-only"
 README_SCREENSHOT = ROOT / "docs" / "status-page.png"
 """Refreshed by running this test with UPDATE_SCREENSHOT=1."""
 

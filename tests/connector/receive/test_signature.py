@@ -46,6 +46,7 @@ KAT_TOKEN = (
 KAT_IAT = 1716978843
 KAT_EXP = 1716982443
 ISSUER = "https://identity.example.test/data-connector"
+ORG = "org-123"
 
 
 def b64(raw: bytes) -> str:
@@ -337,16 +338,40 @@ class TestPolicy:
             self.body, hs_token="garbage", es_token=es_token(ec_key, self.body, now=now), policy=policy, now=now
         )
 
-    def test_every_present_configured_header_must_verify(self, ec_key):
+    # The policy table of docs/security.md: configured schemes x headers present -> answer.
+    @pytest.mark.parametrize(
+        ("configured", "hs", "es", "answer"),
+        [
+            ("hs", "good", None, "accepted"),
+            ("hs", None, "good", "signature-missing"),
+            ("hs", "good", "garbage", "accepted"),  # an unconfigured scheme's header is ignored
+            ("es", None, "good", "accepted"),
+            ("es", "garbage", "good", "accepted"),
+            ("es", "good", None, "signature-missing"),
+            ("both", "good", "good", "accepted"),
+            ("both", None, "good", "signature-missing"),  # the asymmetric header never replaces the secret
+            ("both", "good", None, "signature-missing"),  # and, configured, it is required too
+            ("both", "other-secret", "good", "signature-invalid"),
+            ("both", "good", "other-org", "org-mismatch"),
+            ("both", None, None, "signature-missing"),
+        ],
+    )
+    def test_every_configured_scheme_is_required(self, ec_key, configured, hs, es, answer):
         now = time.time()
-        policy = VerificationPolicy(
-            secrets=(SECRET.encode(),), es_key_for={"k1": ec_key.public_key()}.get, es_issuer=ISSUER
-        )
-        good_es = es_token(ec_key, self.body, now=now)
-        verify_push(self.body, hs_token=sign(self.body, now=now), es_token=good_es, policy=policy, now=now)
-        verify_push(self.body, hs_token=None, es_token=good_es, policy=policy, now=now)
-        with pytest.raises(BadSignature):
-            verify_push(self.body, hs_token=sign(self.body, OLD_SECRET), es_token=good_es, policy=policy, now=now)
+        secrets = (SECRET.encode(),) if configured in ("hs", "both") else ()
+        keys = {"k1": ec_key.public_key()}.get if configured in ("es", "both") else None
+        policy = VerificationPolicy(secrets=secrets, es_key_for=keys, es_issuer=ISSUER, org_id=ORG)
+        hs_token = {"good": sign(self.body, now=now), "other-secret": sign(self.body, OLD_SECRET, now=now),
+                    "garbage": "garbage", None: None}[hs]  # fmt: skip
+        es_tokens = {"good": es_token(ec_key, self.body, now=now),
+                     "other-org": es_token(ec_key, self.body, now=now, sub="another-org"),
+                     "garbage": "garbage", None: None}  # fmt: skip
+        try:
+            verify_push(self.body, hs_token=hs_token, es_token=es_tokens[es], policy=policy, now=now)
+            outcome = "accepted"
+        except BadSignature as refused:
+            outcome = refused.reason
+        assert outcome == answer
 
     def test_skip(self):
         verify_push(b"anything", hs_token=None, es_token=None, policy=VerificationPolicy(skip=True), now=0)

@@ -183,7 +183,7 @@ def test_redis_connections_of_a_web_and_a_worker_dyno_fit_the_mini_plan(tmp_path
               f"{peaks['dt-worker-dequeue']} dequeue), together {peaks['TOTAL']} of "
               f"{MINI_PLAN_CONNECTIONS}")  # fmt: skip
     # (A connection shows as unnamed for the moment before its CLIENT SETNAME; TOTAL counts those too.)
-    assert web <= 2 * 4  # WEB_CONCURRENCY x GUNICORN_THREADS
+    assert web <= 2 * 4  # WEB_CONCURRENCY x WEB_REDIS_CONNECTIONS
     assert worker <= 2 * (1 + 2)  # WORKER_PROCESSES x (dequeue + shared pool)
     assert peaks["TOTAL"] <= 0.8 * MINI_PLAN_CONNECTIONS
 
