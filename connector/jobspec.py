@@ -100,8 +100,9 @@ def job_payload(destination: str, body: bytes, received_at: float, *, replay: bo
 
     ``body`` is already-validated JSON, so it is spliced in verbatim rather than
     re-serialised. RQ reads uncompressed ``data`` (``Job.restore`` falls back to it).
-    ``replay`` marks events from history (backfill), which destinations send to their
-    historical or bulk endpoints.
+    ``replay`` marks events from DT's history (backfill) or dead letters queued again: MOOST
+    takes those older than ``MOOST_LIVE_MAX_AGE_S`` on its historical endpoint, Spot AI takes
+    those of a known Spot device on bulk import.
     """
     return b'["%s",null,["%s",%s,%r%s],{}]' % (
         FORWARD_FUNC.encode(),

@@ -145,6 +145,9 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("CONNECTOR_MAPPING", _G_FORWARD, "Path of your own mapping TOML (default: the shipped "
              "workers/translate/mapping.toml)."),
     Variable("MOOST_BASE_URL", _G_FORWARD, "MOOST API.", DEFAULT_MOOST_BASE_URL),
+    Variable("MOOST_LIVE_MAX_AGE_S", _G_FORWARD, "Replayed or backfilled events older than this, seconds, go "
+             "to MOOST's historical endpoint (stored, not run through its rule engine); newer ones to the live one, "
+             "like live pushes. Default: DT's 12 h redelivery window.", "43200", (0, 31 * 86400)),
     Variable("MOOST_CLIENT_ID", _G_FORWARD, "MOOST client id: set the three MOOST_* credentials to forward to "
              "MOOST."),
     Variable("MOOST_CLIENT_SECRET", _G_FORWARD, "MOOST client secret.", secret=True),
@@ -214,6 +217,7 @@ class Settings:
     moost_client_id: str = ""
     moost_client_secret: str = field(default="", repr=False)
     moost_customer_id: str = ""
+    moost_live_max_age_s: int = 43200
     spot_base_url: str = DEFAULT_SPOT_BASE_URL
     spot_api_key: str = field(default="", repr=False)
     spot_integration_id: int = 0
@@ -305,6 +309,7 @@ class Settings:
             moost_client_id=env_text(env, "MOOST_CLIENT_ID"),
             moost_client_secret=env_text(env, "MOOST_CLIENT_SECRET"),
             moost_customer_id=env_text(env, "MOOST_CUSTOMER_ID"),
+            moost_live_max_age_s=_int(env, "MOOST_LIVE_MAX_AGE_S"),
             spot_base_url=_url(env, "SPOT_BASE_URL"),
             spot_api_key=env_text(env, "SPOT_API_KEY"),
             spot_integration_id=_int(env, "SPOT_INTEGRATION_ID", default=0),

@@ -252,6 +252,15 @@ def _mapping(environ: Mapping[str, str]) -> WorkerMapping:
     return load_mapping(environ.get("CONNECTOR_MAPPING", "").strip())
 
 
+def _pushed_label_keys(api: DtApi, environ: Mapping[str, str]) -> tuple[list[str], str]:
+    """The label keys live pushes carry: the Data Connector's (``DT_CONNECTOR_ID``), else what
+    ``connector create`` would set (the mapping's)."""
+    connector_id = api.settings.connector_id
+    if connector_id:
+        return [str(k) for k in api.get_connector(connector_id).get("labels") or []], f"Data Connector {connector_id}"
+    return label_keys("", environ), "the mapping's, as `connector create` sets them"
+
+
 def label_keys(extra: str, environ: Mapping[str, str]) -> list[str]:
     """``name``, the labels the mapping reads, then ``extra`` (comma list), without repeats."""
     mapping = _mapping(environ)
@@ -335,8 +344,12 @@ def run_backfill(args: Any, environ: Mapping[str, str], api: DtApi | None = None
     redis = connect(settings.redis_url, timeout_s=settings.redis_timeout_s, tls_verify=settings.redis_tls_verify)
     enqueuer = build_enqueuer(settings, redis)
     spec = f"since={args.since}" if args.since else f"from={args.start}|to={args.end or ''}"
-    run = Backfill(api, enqueuer, redis, begin=begin, end=end, device_id=args.device, spec=spec, clock=time.time)
+    keys, keys_from = _pushed_label_keys(api, environ)
+    run = Backfill(
+        api, enqueuer, redis, begin=begin, end=end, device_id=args.device, spec=spec, label_keys=keys, clock=time.time
+    )
     print(f"backfill: {begin:%Y-%m-%d %H:%M}Z to {end:%Y-%m-%d %H:%M}Z → {', '.join(settings.destinations)}")
+    print(f"backfill: labels {', '.join(keys) or '(none)'} ({keys_from}), as live pushes carry them")
     try:
         report = run.run()
     except DtApiError as exc:

@@ -4,8 +4,9 @@ DT drops queued events older than 12 hours and a disabled connector replays noth
 after an outage the events are only in DT's history. This walks every device of the
 project (or one), pages through its history for the window (newest first), wraps each
 event like a push (labels and metadata from the device list, ``wrap_history_event``)
-and queues it through the same dedupe+enqueue step as live pushes, marked ``replay`` so
-the destinations use their historical/bulk endpoints. Events already received live are
+and queues it through the same dedupe+enqueue step as live pushes, marked ``replay`` (MOOST
+stores events older than ``MOOST_LIVE_MAX_AGE_S`` as history; Spot AI bulk-imports known devices'),
+with the labels a live push would carry. Events already received live are
 recognised by ``eventId`` (within ``DEDUPE_TTL_S``) and not sent again.
 
 Progress is checkpointed in Redis after every page (``dt:backfill:<run>``: the window,
@@ -19,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import IO, Any
@@ -52,16 +53,22 @@ def window(*, since: str | None, start: str | None, end: str | None, now: dateti
     return begin, finish
 
 
-def wrap_history_event(event: dict[str, Any], device: dict[str, Any]) -> bytes:
+def wrap_history_event(
+    event: dict[str, Any], device: dict[str, Any], *, label_keys: Collection[str] | None = None
+) -> bytes:
     """A history event as DT would have pushed it: ``{event, labels, metadata}``, compact. Pure.
 
     ``device`` is an entry of DT's device list (``name``, ``type``, ``productNumber``,
-    ``labels``).
+    ``labels``). A live push carries only the labels the Data Connector names, so with
+    ``label_keys`` the device's other labels are left out (None: all of them).
     """
     project_id, device_id = split_device_name(str(device.get("name", "")))
+    labels = dict(device.get("labels") or {})
+    if label_keys is not None:
+        labels = {key: value for key, value in labels.items() if key in label_keys}
     doc = {
         "event": event,
-        "labels": dict(device.get("labels") or {}),
+        "labels": labels,
         "metadata": {
             "deviceId": device_id,
             "projectId": project_id,
@@ -105,6 +112,7 @@ class Backfill:
         end: datetime,
         device_id: str | None = None,
         spec: str = "",
+        label_keys: Collection[str] | None = None,
         clock: Callable[[], float],
         out: IO[str] | None = sys.stderr,
     ) -> None:
@@ -113,6 +121,7 @@ class Backfill:
         self._redis = redis
         self._start, self._end = format_rfc3339(begin), format_rfc3339(end)
         self._device_id = device_id
+        self._label_keys = label_keys
         self._clock = clock
         self._out = out
         # The run is named by what the user typed (``--since 24h``), not by the clock, so the
@@ -173,7 +182,7 @@ class Backfill:
         if not isinstance(event_id, str) or not event_id or not isinstance(event.get("eventType"), str):
             report.skipped += 1
             return
-        body = wrap_history_event(event, device)
+        body = wrap_history_event(event, device, label_keys=self._label_keys)
         if self._enqueuer.enqueue(event_id, body, received_at=self._clock(), replay=True):
             report.queued += 1
         else:

@@ -25,7 +25,7 @@ from connector.redis_conn import reply_text
 from connector.settings import Settings
 from workers.deliver.send import EXCERPT_CHARS, Outcome, Sender, idempotency_key, timeouts_within
 from workers.translate.mapping import Mapping
-from workers.translate.payloads import is_backfilled, to_moost, to_spot
+from workers.translate.payloads import is_backfilled, is_old, to_moost, to_spot
 from workers.translate.readings import UnreadableEvent, readings_of
 
 log = logging.getLogger("workers.forward")
@@ -128,7 +128,10 @@ class MoostTokens:
 
 
 class MoostDestination:
-    """MOOST "Add Events": live events one per request, backfilled ones as a historical batch."""
+    """MOOST "Add Events": live pushes, and replays or backfills of recent events, one per request to the
+    live endpoint (run through MOOST's rule engine); DT's backfilled samples, and replays or backfills
+    of events older than ``MOOST_LIVE_MAX_AGE_S``, as one batch to the historical endpoint (stored, no
+    rules run)."""
 
     name = "moost"
 
@@ -143,7 +146,8 @@ class MoostDestination:
     ) -> Outcome:
         batch = to_moost(push, self._mapping, customer_id=self._settings.moost_customer_id)
         base = self._settings.moost_base_url
-        if batch.historical or replay:
+        old = replay and is_old(push, now=now, max_age_s=self._settings.moost_live_max_age_s)
+        if batch.historical or old:
             posts: list[tuple[str, Any]] = [(f"{base}/events/historical/v1", batch.events)]
         else:
             posts = [(f"{base}/events/v1", event) for event in batch.events]

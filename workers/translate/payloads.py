@@ -181,6 +181,17 @@ def is_backfilled(push: dict[str, Any]) -> bool:
     return isinstance(inner, dict) and inner.get("isBackfilled") is True
 
 
+def is_old(push: dict[str, Any], *, now: float, max_age_s: float) -> bool:
+    """True when the event happened more than ``max_age_s`` before ``now`` (or its time is unreadable):
+    MOOST takes such events on its historical endpoint. Pure."""
+    at = _event(push).get("timestamp")
+    try:
+        happened = _moment(at).timestamp() if isinstance(at, str) else None
+    except InvalidEvent:
+        happened = None
+    return happened is None or now - happened > max_age_s
+
+
 def epoch_seconds(at: str) -> int:
     """Whole Unix seconds of an RFC 3339 time (any fraction, any offset).
 

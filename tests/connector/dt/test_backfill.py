@@ -64,6 +64,8 @@ def test_history_event_is_wrapped_like_a_push():
         "productNumber": "102081",
     }
     assert split_device_name("bare") == ("", "bare")
+    only_name = json.loads(wrap_history_event(event, device, label_keys=["name", "spot_device_id"]))
+    assert only_name["labels"] == {"name": "Cold room"}  # as a live push whose connector names these keys
 
 
 def history_event(device_id: str, n: int) -> dict:
@@ -120,6 +122,7 @@ def test_interrupted_backfill_resumes_and_delivers_every_event_once(
         "MOOST_CLIENT_ID": "c",
         "MOOST_CLIENT_SECRET": "moost-secret",
         "MOOST_CUSTOMER_ID": CUSTOMER,
+        "MOOST_LIVE_MAX_AGE_S": "3600",
         **dt.env(),
     }.items():
         monkeypatch.setenv(key, value)
@@ -154,7 +157,10 @@ def test_interrupted_backfill_resumes_and_delivers_every_event_once(
     keys = Counter(seen.headers["Idempotency-Key"] for seen in moost.requests if seen.path.startswith("/events/"))
     assert len(keys) == 360 and max(keys.values()) == 1
     historical = [seen for seen in moost.requests if seen.path == "/events/historical/v1"]
-    assert len(historical) == 359  # the live one went to /events/v1
+    # Events older than MOOST_LIVE_MAX_AGE_S (n >= 59: an hour and more) are stored as history; the
+    # younger ones go live, so MOOST's rule engine sees them, like the one that arrived live.
+    assert len(historical) == 3 * 61
+    assert len([seen for seen in moost.requests if seen.path == "/events/v1"]) == 360 - 3 * 61
     assert historical[0].json()[0]["customerBuildingId"] == "b-1"
 
 
@@ -168,3 +174,20 @@ def test_backfill_of_one_device_only(dt: DtStandIn, redis: Redis, redis_server, 
     ids = queued_ids(redis)
     assert len(ids) == 29 and all(i.startswith("log-dev2e") for i in ids)  # events of the last 30 minutes
     assert "29 queued, 0 already received" in capsys.readouterr().out
+
+
+def test_backfilled_pushes_carry_the_labels_a_live_push_would(dt: DtStandIn, redis: Redis, redis_server, monkeypatch,
+                                                               capsys):  # fmt: skip
+    for device in dt.state.devices:
+        device["labels"]["owner_email"] = "someone@example.com"  # a label the connector does not forward
+    dt.state.connectors["dc9"] = {"name": "dc9", "labels": ["name"], "httpConfig": {"url": "https://x/dt/events"}}
+    for key, value in dt.env(DT_CONNECTOR_ID="dc9").items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("REDIS_URL", redis_server.url)
+    monkeypatch.setenv("DT_SIGNATURE_SECRET", "s" * 32)
+    args = argparse.Namespace(since="10m", start=None, end=None, device="dev0")
+    assert run_backfill(args, dict(os.environ)) == 0
+    assert "labels name (Data Connector dc9)" in capsys.readouterr().out
+    labels = {json.dumps(json.loads(redis.hget(f"rq:job:{job}", "data"))[2][1]["labels"]) for job in queued_ids(redis)}
+    assert labels == {json.dumps({"name": "Room 0"})}
+

@@ -5,11 +5,13 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import time
 
 from redis import Redis
 from rq import Retry
 
 from connector import deadletters
+from connector.times import format_rfc3339
 from tests.support.samples import CLIENT_SECRET, CUSTOMER, DATA, SPOT_KEY, push_of
 from tests.support.standins import Reply, StandIn, events_posted
 from workers.jobs import forward, reset_runtime
@@ -55,6 +57,25 @@ class TestMoost:
         assert forward("moost", push_of("temperature", data=data, event_id="m4"), 1.0) == "delivered"
         [batch] = events_posted(moost_env, "/events/historical/v1")
         assert [e["value"] for e in batch] == [20.0, 19.5]
+
+    def test_a_replay_of_a_recent_event_goes_live_and_of_an_old_one_to_history(self, moost_env: StandIn):
+        """MOOST's rule engine runs on /events/v1 only: a delivery replayed an hour after it failed must
+        still reach it; an event older than MOOST_LIVE_MAX_AGE_S (12 h) is stored as history."""
+        moost_env.script("/events/v1", Reply(201))
+        moost_env.script("/events/historical/v1", Reply(200))
+        recent = push_of("temperature", event_id="r1", data=copy.deepcopy(DATA["temperature"]))  # DATA is shared
+        old = push_of("temperature", event_id="r2")
+        an_hour_ago = format_rfc3339(time.time() - 3600, digits=6)
+        recent["event"]["timestamp"] = an_hour_ago
+        recent["event"]["data"]["temperature"]["updateTime"] = an_hour_ago
+        recent["event"]["data"]["temperature"]["samples"][0]["sampleTime"] = an_hour_ago
+        old["event"]["timestamp"] = format_rfc3339(time.time() - 13 * 3600, digits=6)
+        assert forward("moost", recent, 1.0, replay=True) == "delivered"
+        assert forward("moost", old, 1.0, replay=True) == "delivered"
+        assert [s.headers["Idempotency-Key"] for s in moost_env.requests if s.path == "/events/v1"] == ["r1"]
+        [batch] = events_posted(moost_env, "/events/historical/v1")
+        assert len(batch) == 1
+        assert [s.headers["Idempotency-Key"] for s in moost_env.requests if s.path.startswith("/events/h")] == ["r2"]
 
     def test_400_is_a_dead_letter_with_the_reason_and_no_secret(self, moost_env: StandIn, redis: Redis):
         moost_env.script("/events/v1", Reply(400, {"customerBuildingId": "unknown building"}))
