@@ -21,6 +21,7 @@ from connector import create_app, deadletters
 from connector.dev.embedded_redis import find_redis_server, free_port
 from connector.settings import Settings
 from tests.support.helpers import SECRET, dt_body, make_settings, push, queued_ids
+from tests.support.servers import gunicorn, post
 from workers.jobs import forward, reset_runtime
 from workers.run.dyno import run_worker
 
@@ -92,8 +93,10 @@ def _tls_capable_redis_server() -> str | None:
     return None
 
 
+@pytest.mark.slow
 def test_push_and_worker_over_rediss_with_self_signed_certificate(tmp_path: Path, monkeypatch):
-    """Heroku Redis: rediss:// with a self-signed chain must work for web and worker."""
+    """Heroku Redis: rediss:// with a self-signed chain must work for web (in-process and under the
+    Procfile's gevent workers, which patch ssl) and worker."""
     binary = _tls_capable_redis_server()
     if binary is None:
         pytest.skip("no redis-server with TLS support on this machine")
@@ -146,10 +149,12 @@ def test_push_and_worker_over_rediss_with_self_signed_certificate(tmp_path: Path
         )
         client = create_app(settings, configure_logs=False).test_client()
         assert push(client, dt_body(event_id="tls1")).status_code == 200
+        with gunicorn(url) as (base, _process):
+            assert post(base, dt_body(event_id="tls2")).status_code == 200
         monkeypatch.setenv("REDIS_URL", url)  # the job reads its settings from the environment
         monkeypatch.setenv("DT_SIGNATURE_SECRET", settings.signature_secrets[0])
         reset_runtime()
-        assert probe.llen("rq:queue:dt-forward") == 1
+        assert probe.llen("rq:queue:dt-forward") == 2
         run_worker(settings, burst=True)
         assert probe.llen("rq:queue:dt-forward") == 0
         assert probe.zcard("rq:failed:dt-forward") == 0
