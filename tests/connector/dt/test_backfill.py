@@ -69,7 +69,9 @@ def test_history_event_is_wrapped_like_a_push():
 
 
 def history_event(device_id: str, n: int) -> dict:
-    at = (NOW - timedelta(minutes=n + 1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """Event ``n`` of ``device_id``, ``n + 1`` minutes old *now* (the tests' windows and ages count
+    from the moment the history is made, not from when this module was imported)."""
+    at = (datetime.now(UTC) - timedelta(minutes=n + 1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     return {
         "eventId": f"{device_id}e{n:04d}",
         "targetName": f"projects/{PROJECT}/devices/{device_id}",
