@@ -16,7 +16,6 @@ from werkzeug.exceptions import HTTPException
 from connector.jobspec import JobTemplate
 from connector.logs import AccessLog
 from connector.logs import configure as configure_logging
-from connector.ops.throttle import FailedAttempts
 from connector.receive.enqueue import Enqueuer
 from connector.receive.signature import VerificationPolicy
 from connector.receive.signing_keys import JwksKeyStore
@@ -102,13 +101,11 @@ def create_app(
         access_log=access_log or AccessLog(flush_interval_s=settings.access_log_flush_ms / 1000),
     )
 
-    from connector.ops.views import THROTTLE as OPS_THROTTLE
     from connector.ops.views import bp as ops
     from connector.receive.views import bp as receive
 
     app.register_blueprint(receive)
     app.register_blueprint(ops)
-    app.extensions[OPS_THROTTLE] = FailedAttempts()
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:

@@ -24,6 +24,9 @@ class RejectedPush(Exception):
     """Base for every push we refuse. Subclasses fix ``status_code``."""
 
     status_code = 400
+    closes_connection = False
+    """Answer with ``Connection: close``: what is left of the request on the connection cannot be
+    told from the next one."""
 
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(f"{reason}: {detail}")
@@ -43,10 +46,17 @@ class MalformedPush(RejectedPush):
     status_code = 400
 
 
+class BadFraming(MalformedPush):
+    """The body could not be read: a malformed chunked encoding, a body cut short (400)."""
+
+    closes_connection = True
+
+
 class PushTooLarge(RejectedPush):
-    """The body exceeds ``MAX_BODY_BYTES`` (413)."""
+    """The body exceeds ``MAX_BODY_BYTES`` (413); the rest of it is left unread."""
 
     status_code = 413
+    closes_connection = True
 
 
 class QueueUnavailable(RejectedPush):

@@ -5,7 +5,7 @@
   ``worker_connections`` clients on greenlets (``connector.web_worker``): slow or silent
   clients cost a greenlet, not one of a handful of threads;
 * a client has ``keepalive`` seconds to send each request's headers, and
-  ``web_worker.REQUEST_DEADLINE_S`` for the whole request;
+  ``WEB_REQUEST_DEADLINE_S`` (30 s) for the whole request;
 * timeouts under Heroku's 30 s router limit and 30 s SIGTERM→SIGKILL window;
 * no access log: the app writes one structured line per push itself.
 """

@@ -226,6 +226,7 @@ class Settings:
     worker_processes: int = DEFAULT_WORKER_PROCESSES
     worker_threads: int = DEFAULT_WORKER_THREADS
     web_redis_connections: int = DEFAULT_WEB_REDIS_CONNECTIONS
+    web_request_deadline_s: float = 30.0
     metrics_token: str = field(default="", repr=False)
     retry_schedule_s: tuple[int, ...] = DEFAULT_RETRY_SCHEDULE_S
 
@@ -318,6 +319,7 @@ class Settings:
             worker_processes=_int(env, "WORKER_PROCESSES"),
             worker_threads=_int(env, "WORKER_THREADS"),
             web_redis_connections=_int(env, "WEB_REDIS_CONNECTIONS"),
+            web_request_deadline_s=_float(env, "WEB_REQUEST_DEADLINE_S"),
             metrics_token=env_text(env, "METRICS_TOKEN"),
             retry_schedule_s=_schedule(env, "RETRY_SCHEDULE_S"),
         )

@@ -20,7 +20,6 @@ the rest of the body unread, so keep-alive would misread it as the next request)
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -28,7 +27,7 @@ from typing import Any
 import gevent
 from gunicorn.workers.ggevent import GeventWorker
 
-from connector.settings import env_text
+from connector.settings import Settings
 
 
 class RequestDeadline(BaseException):
@@ -41,7 +40,8 @@ class RequestDeadline(BaseException):
 class ReceiverWorker(GeventWorker):
     """gunicorn's gevent worker with a per-request deadline that honours ``Connection: close``."""
 
-    request_deadline_s = 30.0
+    request_deadline_s = Settings.web_request_deadline_s
+    """Replaced by the served app's ``Settings`` once it is loaded (benchmark apps have none)."""
 
     def patch(self) -> None:
         # gunicorn's master imported ``ssl`` (it offers TLS options) before any worker patches;
@@ -52,13 +52,12 @@ class ReceiverWorker(GeventWorker):
             warnings.filterwarnings("ignore", message="Monkey-patching ssl after ssl has already been imported")
             super().patch()
 
-    def init_process(self) -> None:
-        self.request_deadline_s = float(env_text(os.environ, "WEB_REQUEST_DEADLINE_S"))
-        super().init_process()
-
     def load_wsgi(self) -> None:
         super().load_wsgi()
         self.flask_app = self.wsgi  # type: ignore[has-type]  # what gunicorn_config.worker_exit flushes
+        receiver = getattr(self.flask_app, "extensions", {}).get("connector")
+        if receiver is not None:
+            self.request_deadline_s = receiver.settings.web_request_deadline_s
         self.wsgi = closing_when_asked(self.flask_app)
 
     def handle_request(self, listener_name: Any, req: Any, sock: Any, addr: Any) -> bool:

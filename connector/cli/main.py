@@ -144,13 +144,14 @@ def check_config() -> int:
     print(f"delivery retries: {len(settings.retry_schedule_s)}, spanning {span_h:.1f} h")
     if span_h < 12:
         print("warning: RETRY_SCHEDULE_S gives up within DT's 12 h redelivery window", file=sys.stderr)
-    if os.environ.get("DYNO") and not settings.asymmetric and not settings.insecure_skip_verify:
+    on_heroku = bool(os.environ.get("DYNO"))
+    if on_heroku and not settings.asymmetric and not settings.insecure_skip_verify:
         print(
             "warning: DT-Asymmetric-Signature is not checked; set DT_ORG_ID (your DT organisation id) so that "
             "a leaked signature secret alone cannot forge pushes",
             file=sys.stderr,
         )
-    if os.environ.get("DYNO") and not settings.metrics_token:
+    if on_heroku and not settings.metrics_token:
         print("warning: METRICS_TOKEN is not set, so /metrics and /status are off on this app", file=sys.stderr)
     web_processes = int(env_text(os.environ, "WEB_CONCURRENCY"))
     web, worker = web_processes * settings.web_redis_connections, redis_connections_per_dyno(settings)

@@ -18,6 +18,7 @@ from collections.abc import Container
 from typing import TYPE_CHECKING
 
 from flask import Blueprint, Response, current_app, request
+from flask.blueprints import BlueprintSetupState
 from redis.exceptions import RedisError
 
 from connector import deadletters
@@ -33,6 +34,11 @@ bp = Blueprint("ops", __name__)
 
 THROTTLE = "operator_throttle"
 """``app.extensions`` key of this process's ``FailedAttempts``."""
+
+
+@bp.record_once
+def _add_throttle(state: BlueprintSetupState) -> None:
+    state.app.extensions[THROTTLE] = FailedAttempts()
 
 
 @bp.after_request

@@ -16,7 +16,7 @@ from redis.exceptions import RedisError
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from connector.answers import JSON, redis_unavailable
-from connector.errors import MalformedPush, PushTooLarge, QueueUnavailable, RejectedPush
+from connector.errors import BadFraming, PushTooLarge, QueueUnavailable, RejectedPush
 from connector.events import Push, parse_push
 from connector.keys import PUSH_COUNTERS
 from connector.logs import push_line
@@ -53,7 +53,7 @@ def receive_push() -> Response:
             raise PushTooLarge("too-large", f"body over {limit} bytes") from None
         except Exception as exc:  # anything the server's body reader raises (gunicorn's
             # InvalidChunkSize is a ParseException, NoMoreData an OSError): the framing is bad
-            raise MalformedPush("bad-framing", f"the body could not be read ({type(exc).__name__})") from None
+            raise BadFraming("bad-framing", f"the body could not be read ({type(exc).__name__})") from None
         if len(body) > limit:  # chunked upload without Content-Length
             raise PushTooLarge("too-large", f"body over {limit} bytes")
         environ = request.environ
@@ -94,9 +94,7 @@ def _reject(exc: RejectedPush, started: float, push: Push | None, receiver: Rece
             receiver.redis.hincrby(PUSH_COUNTERS, f"rejected:{exc.status_code}:{exc.reason}", 1)
     if exc.status_code == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="dt-data-connector"'
-    if isinstance(exc, PushTooLarge) or exc.reason == "bad-framing":
-        # The rest of the body is still on the connection (or cannot be delimited): say so and
-        # close it, rather than announce keep-alive and misread the leftovers as the next request.
+    if exc.closes_connection:  # rather than announce keep-alive and misread the leftovers
         response.headers["Connection"] = "close"
     return response
 
