@@ -161,9 +161,12 @@ def direct_from_this_machine(remote_addr: str | None, header_names: Container[st
     if any(name in header_names for name in ("x-forwarded-for", "forwarded", "x-real-ip")):
         return False
     try:
-        return remote_addr is not None and ipaddress.ip_address(remote_addr).is_loopback
+        peer = ipaddress.ip_address(remote_addr or "")
     except ValueError:
         return False
+    # gunicorn binds [::] in production, where an IPv4 client appears as ::ffff:a.b.c.d.
+    mapped = peer.ipv4_mapped if isinstance(peer, ipaddress.IPv6Address) else None
+    return (mapped or peer).is_loopback
 
 
 def _client() -> str:

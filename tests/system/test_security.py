@@ -241,6 +241,8 @@ def test_operator_pages_cannot_be_framed(redis: Redis, redis_server: EmbeddedRed
     [
         ("127.0.0.1", {}, 200),  # dt-connector dev on this machine
         ("::1", {}, 200),
+        ("::ffff:127.0.0.1", {}, 200),  # an IPv4 client of the [::] socket `dt-connector web` binds
+        ("::ffff:10.1.2.3", {}, 403),
         ("127.0.0.1", {"X-Forwarded-For": "203.0.113.7"}, 403),  # through ngrok or another proxy
         ("10.1.2.3", {}, 403),  # Heroku's router, or a public port
     ],
