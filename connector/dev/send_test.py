@@ -124,7 +124,7 @@ class DtSimulator:
             response = self.session.post(self.url, data=body, headers=headers, timeout=self.timeout_s)
         except requests.Timeout:
             return "timeout", "", (time.perf_counter() - started) * 1000
-        except requests.ConnectionError:
+        except requests.RequestException:  # refused, reset, or an answer cut short: DT retries them all
             return "connection-error", "", (time.perf_counter() - started) * 1000
         ms = (time.perf_counter() - started) * 1000
         try:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import random
+import socket
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -70,6 +72,33 @@ def test_non_200_is_retried_until_accepted():
         assert first.body == second.body and first.headers["X-Dt-Signature"]
     finally:
         standin.close()
+
+
+def test_an_answer_cut_short_is_retried_like_a_refused_connection():
+    """A receiver process killed between an answer's headers and its body: not an acknowledgement."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    answers = [b"HTTP/1.1 200 OK\r\nContent-Length: 22\r\n\r\n",  # then the connection drops
+               b'HTTP/1.1 200 OK\r\nContent-Length: 21\r\nConnection: close\r\n\r\n{"status":"accepted"}']
+
+    def serve() -> None:
+        for answer in answers:
+            conn, _ = listener.accept()
+            with conn:
+                conn.recv(65536)
+                conn.sendall(answer)
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    try:
+        waits: list[float] = []
+        sender = DtSimulator(f"http://127.0.0.1:{listener.getsockname()[1]}/dt/events", secret=SECRET,
+                             sleep=waits.append)  # fmt: skip
+        report = SendReport()
+        assert sender.deliver(build_push_for_test(), report) is True
+        assert report.answers == {"connection-error": 1, "200": 1} and len(waits) == 1
+    finally:
+        server.join(timeout=5)
+        listener.close()
 
 
 def test_gives_up_after_retry_for():
