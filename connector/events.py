@@ -51,6 +51,24 @@ type that emits it."""
 
 DT_EVENT_TYPES = tuple(DT_EVENT_DEVICE_TYPES)
 
+DEVICE_MEASUREMENTS: dict[str, tuple[str, ...]] = {
+    "temperature": ("temperature", "probeWireStatus"),
+    "proximity": ("objectPresent",),
+    "touch": ("touch",),
+    "humidity": ("humidity",),
+    "proximityCounter": ("objectPresentCount",),
+    "touchCounter": ("touchCount",),
+    "waterDetector": ("waterPresent",),
+    "co2": ("co2", "pressure", "humidity", "temperature"),
+    "motion": ("motion",),
+    "deskOccupancy": ("deskOccupancy",),
+    "contact": ("contact",),
+    "ccon": ("connectionStatus", "ethernetStatus", "cellularStatus"),
+}
+"""DT device type → the event types it measures with, its own first (DT's device docs; every sensor also
+sends touch, networkStatus, batteryStatus and labelsChanged). What a device *is* at a destination (its
+MOOST device type) follows the first of these the mapping forwards there."""
+
 
 @dataclass(frozen=True, slots=True)
 class Push:

@@ -109,6 +109,10 @@ DEAD_LETTER_PREFIX = "dt:dead:"
 MOOST_TOKEN_KEY = "dt:moost:token"  # noqa: S105 (a key name, not a credential)
 """MOOST's bearer token, shared by every worker process."""
 
+MOOST_BUILDING_LOCK_PREFIX = "dt:moost:building-lock:"
+"""``…:<customerBuildingId>``: held while a building's device set is read, merged and written (by
+``setup moost`` and the labelsChanged sync), so two writers never drop each other's device."""
+
 MAINTENANCE_LOCK_PREFIX = "dt:maintenance:"
 """``…:<queue>``: held by the worker process cleaning the queue's registries (60 s lease)."""
 
@@ -116,3 +120,15 @@ MAINTENANCE_LOCK_PREFIX = "dt:maintenance:"
 
 BACKFILL_PREFIX = "dt:backfill:"
 """``dt:backfill:<run>``: a backfill's checkpoints, so an interrupted run resumes (kept 7 days)."""
+
+SPOT_INTEGRATION_KEY = "dt:spot:integration"
+"""The Spot AI integration id ``dt-connector setup spot`` found or created (``SPOT_INTEGRATION_ID``
+overrides it). Written by the CLI, read by the workers; no expiry (it is configuration)."""
+
+SPOT_EVENT_TYPES_PREFIX = "dt:spot:event-types:"
+"""``…:<integration id>``: hash, DT event type → the Spot integration event type id ``setup spot``
+made for it (a mapping's non-zero ``event_type_id`` overrides). One field per DT event type; no expiry."""
+
+
+def spot_event_types_key(integration_id: int) -> str:
+    return f"{SPOT_EVENT_TYPES_PREFIX}{integration_id}"

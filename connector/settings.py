@@ -76,7 +76,7 @@ DEFAULT_SPOT_BASE_URL = "https://dev-api.spot.ai"
 
 _DESTINATION_VARIABLES = {
     "moost": ("MOOST_CLIENT_ID", "MOOST_CLIENT_SECRET", "MOOST_CUSTOMER_ID"),
-    "spot": ("SPOT_API_KEY", "SPOT_INTEGRATION_ID"),
+    "spot": ("SPOT_API_KEY",),
 }
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -153,9 +153,11 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("MOOST_CLIENT_SECRET", _G_FORWARD, "MOOST client secret.", secret=True),
     Variable("MOOST_CUSTOMER_ID", _G_FORWARD, "MOOST customerId (24 letters or digits)."),
     Variable("SPOT_BASE_URL", _G_FORWARD, "Spot AI API.", DEFAULT_SPOT_BASE_URL),
-    Variable("SPOT_API_KEY", _G_FORWARD, "Spot AI API key: set it and SPOT_INTEGRATION_ID to forward to Spot AI.",
+    Variable("SPOT_API_KEY", _G_FORWARD, "Spot AI API key: set it to forward to Spot AI, then run `dt-connector "
+             "setup spot`.",
              secret=True),
-    Variable("SPOT_INTEGRATION_ID", _G_FORWARD, "Spot AI integration id.", "", (0, 2**31 - 1)),
+    Variable("SPOT_INTEGRATION_ID", _G_FORWARD, "Spot AI integration id. Unset: the one `dt-connector setup spot` "
+             "found or created (recorded in Redis).", "", (0, 2**31 - 1)),
     Variable("FORWARD_TIMEOUT_S", _G_FORWARD, "Read timeout of requests to MOOST and Spot AI, seconds.", "10.0",
              (0.1, 25.0)),
     Variable("JOB_TIMEOUT_S", _G_FORWARD, "RQ job timeout, seconds (below Heroku's 30 s shutdown window).",
@@ -176,6 +178,9 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("PORT", _G_WORK, "Port the web process listens on.", "5000", set_by="Heroku"),
     Variable("FORWARDED_ALLOW_IPS", _G_WORK, "Proxies whose X-Forwarded-* headers gunicorn trusts (Heroku's "
              "router: all).", "*", set_by="the Python buildpack"),
+    Variable("HEROKU_APP_DEFAULT_DOMAIN_NAME", _G_OPS, "The app's domain: `dt-connector doctor` checks the Data "
+             "Connector pushes to https://<it>/dt/events (or pass --url).",
+             set_by="Heroku, with `heroku labs:enable runtime-dyno-metadata`"),
     Variable("METRICS_TOKEN", _G_OPS, "Token guarding /metrics and /status (Prometheus: Authorization: Bearer "
              "<token>; a browser: any user name, the token as password).", secret=True, generate=True),
     Variable("DT_SERVICE_ACCOUNT_KEY_ID", _G_DT, "DT service account key id (Project Developer role)."),

@@ -18,6 +18,8 @@ from redis import Redis
 
 from connector import create_app
 from connector.dev.embedded_redis import EmbeddedRedis
+from tests.support.downstream_standins import MoostStandIn, SpotStandIn
+from tests.support.dt_standin import DtStandIn
 from tests.support.helpers import SECRET, SUMMARY_LINES, make_settings
 from tests.support.identity import IdentityServer
 from tests.support.samples import CLIENT_SECRET, CUSTOMER, SPOT_KEY
@@ -102,6 +104,64 @@ def spot_env(worker_env: None, standin: StandIn, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("SPOT_INTEGRATION_ID", "7")
     reset_runtime()
     return standin
+
+
+@pytest.fixture
+def moost_server() -> Iterator[MoostStandIn]:
+    """MOOST with state: tokens, buildings and device sets, events checked against known buildings."""
+    server = MoostStandIn(client_secret=CLIENT_SECRET, customer_id=CUSTOMER)
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def spot_server() -> Iterator[SpotStandIn]:
+    """Spot AI with state: integrations, event types, devices; events validated against their type's schema."""
+    server = SpotStandIn(api_key=SPOT_KEY)
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def dt_server() -> Iterator[DtStandIn]:
+    """DT's identity service and REST API (devices, Data Connectors, history)."""
+    server = DtStandIn()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def provision_env(
+    worker_env: None,
+    moost_server: MoostStandIn,
+    spot_server: SpotStandIn,
+    dt_server: DtStandIn,
+    monkeypatch: pytest.MonkeyPatch,
+) -> dict[str, str]:
+    """The environment of a deployment forwarding to stateful MOOST and Spot stand-ins, with DT's API
+    (a Data Connector ``dc001`` pushing to ``https://app.example/dt/events`` with the mapping's labels)."""
+    from workers.jobs import reset_runtime
+
+    dt_server.state.connectors["dc001"] = {
+        "name": "projects/c0md3mm0c7pet3cfe9f0/dataconnectors/dc001",
+        "status": "ACTIVE",
+        "events": [],
+        "labels": ["name", "moost_building", "spot_device_id"],
+        "httpConfig": {"url": "https://app.example/dt/events"},
+    }
+    env = {
+        **dt_server.env(DT_CONNECTOR_ID="dc001"),
+        "MOOST_BASE_URL": moost_server.url,
+        "MOOST_CLIENT_ID": moost_server.client_id,
+        "MOOST_CLIENT_SECRET": CLIENT_SECRET,
+        "MOOST_CUSTOMER_ID": CUSTOMER,
+        "SPOT_BASE_URL": spot_server.url,
+        "SPOT_API_KEY": SPOT_KEY,
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    reset_runtime()
+    return env
 
 
 @pytest.fixture

@@ -274,7 +274,7 @@ def _event_filter(text: str | None, environ: Mapping[str, str]) -> list[str]:
     if text == "mapped":
         mapping = _mapping(environ)
         forwarded = {t for t, rule in mapping.moost.items() if rule.skip is None}
-        forwarded |= {t for t, rule in mapping.spot.items() if rule.skip is None and rule.event_type_id}
+        forwarded |= {t for t, rule in mapping.spot.items() if rule.skip is None}  # ids: mapping's or setup's
         return [t for t in DT_EVENT_TYPES if t in forwarded]
     return _event_types(text)
 

@@ -9,6 +9,8 @@
 * ``dt-connector send-test-event``: act as DT against a receiver.
 * ``dt-connector connector create|update|show|metrics``: the DT Data Connector.
 * ``dt-connector backfill``: queue missed events from DT's event history.
+* ``dt-connector setup spot|moost``: provision Spot AI's event types, MOOST's buildings and devices.
+* ``dt-connector doctor``: check a deployment live, one verdict per piece.
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ import click
 import requests
 
 from connector.cli.commands import backfill, connector, send_test_event
+from connector.cli.doctor import doctor
 from connector.cli.failed import failed
+from connector.cli.setup import setup
 from connector.dev.embedded_redis import EmbeddedRedis
 from connector.dev.ngrok import NgrokError
 from connector.dev.secret import ensure_dev_secret
@@ -90,6 +94,8 @@ cli.add_command(failed)
 cli.add_command(send_test_event)
 cli.add_command(connector)
 cli.add_command(backfill)
+cli.add_command(setup)
+cli.add_command(doctor)
 
 
 def main(argv: list[str] | None = None) -> int:

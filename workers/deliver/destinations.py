@@ -24,8 +24,13 @@ from connector.keys import MOOST_TOKEN_KEY
 from connector.redis_conn import reply_text
 from connector.settings import Settings
 from workers.deliver.send import EXCERPT_CHARS, Outcome, Sender, idempotency_key, timeouts_within
+from workers.deliver.sync import MoostDeviceSync, SpotDeviceSync
+from workers.provision.http import ApiError
+from workers.provision.moost_api import MoostApi
+from workers.provision.spot_api import SpotApi
+from workers.provision.spot_ids import SpotIds
 from workers.translate.mapping import Mapping
-from workers.translate.payloads import is_backfilled, is_old, to_moost, to_spot
+from workers.translate.payloads import Skipped, is_backfilled, is_old, to_moost, to_spot
 from workers.translate.readings import UnreadableEvent, readings_of
 
 log = logging.getLogger("workers.forward")
@@ -85,6 +90,17 @@ class MoostTokens:
     def __repr__(self) -> str:
         return "MoostTokens(<hidden>)"
 
+    def require(self) -> str:
+        """A valid token for management calls.
+
+        Raises:
+            ApiError: none could be had (the reason, never a credential).
+        """
+        token = self.get()
+        if isinstance(token, Outcome):
+            raise ApiError(f"MOOST token: {token.reason}", token.status)
+        return token
+
     def get(self, *, renew: bool = False, deadline: float | None = None) -> str | Outcome:
         """A valid token, or the ``Outcome`` explaining why none could be had."""
         if not renew:
@@ -135,15 +151,20 @@ class MoostDestination:
 
     name = "moost"
 
-    def __init__(self, settings: Settings, mapping: Mapping, sender: Sender, tokens: MoostTokens) -> None:
+    def __init__(
+        self, settings: Settings, mapping: Mapping, sender: Sender, tokens: MoostTokens, devices: MoostDeviceSync
+    ) -> None:
         self._settings = settings
         self._mapping = mapping
         self._sender = sender
         self._tokens = tokens
+        self._devices = devices
 
     def deliver(
         self, push: dict[str, Any], *, event_id: str, now: float, replay: bool = False, deadline: float | None = None
     ) -> Outcome:
+        if self._mapping.moost_rule(_event_type(push)).sync:
+            return self._devices.labels_changed(push)
         batch = to_moost(push, self._mapping, customer_id=self._settings.moost_customer_id)
         base = self._settings.moost_base_url
         old = replay and is_old(push, now=now, max_age_s=self._settings.moost_live_max_age_s)
@@ -177,42 +198,70 @@ class MoostDestination:
 
 
 class SpotDestination:
-    """Spot AI "Ingest Integration Event", one request per reading."""
+    """Spot AI "Ingest Integration Event", one request per reading, to the integration and event types
+    ``SPOT_INTEGRATION_ID`` and the mapping name, else those ``setup spot`` recorded."""
 
     name = "spot"
 
-    def __init__(self, settings: Settings, mapping: Mapping, sender: Sender) -> None:
-        self._url = f"{settings.spot_base_url}/v1/integrations/{settings.spot_integration_id}/events"
-        self._import_url = f"{self._url}/import"
+    def __init__(self, settings: Settings, mapping: Mapping, sender: Sender, ids: SpotIds) -> None:
+        self._base = f"{settings.spot_base_url}/v1/integrations"
         self._headers = {"Authorization": f"Bearer {settings.spot_api_key}"}
         self._mapping = mapping
         self._sender = sender
+        self._ids = ids
+        api = SpotApi(settings.spot_base_url, settings.spot_api_key, session=sender.session)
+        self._devices = SpotDeviceSync(api, ids, mapping)
+        self._resolved: tuple[dict[str, int], Mapping] = ({}, mapping)
 
     def __repr__(self) -> str:
-        return f"SpotDestination({self._url})"
+        return f"SpotDestination({self._base})"
 
     def deliver(
         self, push: dict[str, Any], *, event_id: str, now: float, replay: bool = False, deadline: float | None = None
     ) -> Outcome:
-        bodies = to_spot(push, self._mapping)
+        rule = self._mapping.spot_rule(_event_type(push))
+        if rule.sync:
+            return self._devices.labels_changed(push)
+        integration, recorded = self._ids.current()
+        if not integration and rule.skip is None:
+            # Kept for retries (and then as a dead letter to replay): deliverable once setup has run.
+            return Outcome("retry", "spot-not-set-up")
+        try:
+            bodies = to_spot(push, self._mapping_with(recorded))
+        except Skipped as skipped:
+            if skipped.reason != "spot-type-not-set":
+                raise
+            # Forwarded, but setup has made no event type for it (or Redis lost the record): wait for setup.
+            return Outcome("retry", "spot-type-not-set-up")
+        url = f"{self._base}/{integration}/events"
         posts: list[tuple[str, Any]]
         if (replay or is_backfilled(push)) and bodies and all("integration_device_id" in b for b in bodies):
             # Spot's bulk import takes only devices that exist in Spot (addressed by id):
             # a backlog goes in one request. Other devices are ingested one by one.
-            posts = [(self._import_url, {"integration_events": bodies})]
+            posts = [(f"{url}/import", {"integration_events": bodies})]
         else:
-            posts = [(self._url, body) for body in bodies]
+            posts = [(url, body) for body in bodies]
         outcome = Outcome("delivered", "nothing-to-send")
         key = idempotency_key(event_id)
-        for url, body in posts:
+        for target, body in posts:
             outcome = self._sender.post_json(
-                url, body, headers=self._headers, idempotency_key=key, now=now, deadline=deadline
+                target, body, headers=self._headers, idempotency_key=key, now=now, deadline=deadline
             )
             if outcome.status == 401:
                 return Outcome("failed", "spot-api-key-rejected", 401, excerpt=outcome.excerpt[:EXCERPT_CHARS])
             if outcome.kind != "delivered":
                 return outcome
         return outcome
+
+    def _mapping_with(self, recorded: dict[str, int]) -> Mapping:
+        if recorded is not self._resolved[0]:  # SpotIds hands out the same dict until it rereads
+            self._resolved = (recorded, self._mapping.with_spot_ids(recorded))
+        return self._resolved[1]
+
+
+def _event_type(push: dict[str, Any]) -> str:
+    event = push.get("event")
+    return str(event.get("eventType")) if isinstance(event, dict) else ""
 
 
 def build_destinations(
@@ -229,7 +278,9 @@ def build_destinations(
             built[name] = LogDestination()
         elif name == "moost":
             tokens = MoostTokens(redis, settings, sender.session, sender.timeout_s)
-            built[name] = MoostDestination(settings, mapping, sender, tokens)
+            api = MoostApi(settings.moost_base_url, tokens.require, session=sender.session)
+            devices = MoostDeviceSync(api, redis, mapping, customer_id=settings.moost_customer_id)
+            built[name] = MoostDestination(settings, mapping, sender, tokens, devices)
         elif name == "spot":
-            built[name] = SpotDestination(settings, mapping, sender)
+            built[name] = SpotDestination(settings, mapping, sender, SpotIds(redis, settings.spot_integration_id))
     return built

@@ -10,7 +10,7 @@ label in DT Studio, not a code change; a new DT event type needs a line here.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +138,8 @@ class MoostRule:
     source: str | None = None
     value: str = ""
     value_map: dict[str, float] = field(default_factory=dict)
+    sync: bool = False
+    """``labelsChanged`` only: keep the device's MOOST registration (name, building) in step."""
 
 
 @dataclass(frozen=True)
@@ -148,6 +150,13 @@ class SpotRule:
     event_type_id: int = 0
     duration_ms: int | None = None
     buffer_ms: int | None = None
+    sync: bool = False
+    """``labelsChanged`` only: keep the device's name in Spot in step."""
+
+
+BUILDING_FIELDS = ("zip", "city", "country_code", "time_zone")
+"""What ``setup moost`` needs to create a MOOST building (time zone optional), each from the mapping's
+``[moost.buildings.<id>]`` table or the device label ``[moost] <field>_label`` names."""
 
 
 @dataclass(frozen=True)
@@ -160,6 +169,10 @@ class Mapping:
     spot_device_prefix: str
     moost: dict[str, MoostRule]
     spot: dict[str, SpotRule]
+    building_details: dict[str, dict[str, str]] = field(default_factory=dict)
+    """``[moost.buildings.<customerBuildingId>]``: zip, city, country_code, time_zone."""
+    building_detail_labels: dict[str, str] = field(default_factory=dict)
+    """Building field → the DT label carrying it (``[moost] zip_label`` …)."""
     spot_device_label: str = ""
     """DT label holding a device's Spot ``integration_device_id`` ("" = none): labelled devices
     are addressed by that id, and their backfilled and replayed events go to Spot's bulk import."""
@@ -169,6 +182,17 @@ class Mapping:
 
     def spot_rule(self, event_type: str) -> SpotRule:
         return self.spot.get(event_type) or SpotRule(skip=f"{event_type} is not in the mapping")
+
+    def with_spot_ids(self, recorded: dict[str, int]) -> Mapping:
+        """This mapping with ``recorded`` Spot event type ids (``setup spot``'s) where it gives none:
+        a non-zero ``event_type_id`` in the file overrides what setup recorded. Pure."""
+        spot = {
+            event_type: replace(rule, event_type_id=recorded[event_type])
+            if rule.skip is None and rule.event_type_id == 0 and recorded.get(event_type)
+            else rule
+            for event_type, rule in self.spot.items()
+        }
+        return replace(self, spot=spot)
 
 
 def load_mapping(path: Path | str | None = None) -> Mapping:
@@ -227,9 +251,15 @@ def parse_mapping(text: str, *, source: str = "mapping") -> Mapping:
         if "moost" in destinations:
             moost[event_type] = _moost_rule(destinations["moost"], f"{key}.moost", event_type)
         if "spot" in destinations:
-            spot[event_type] = _spot_rule(destinations["spot"], f"{key}.spot")
+            spot[event_type] = _spot_rule(destinations["spot"], f"{key}.spot", event_type)
     return Mapping(
         version=version,
+        building_details=_building_details(moost_section),
+        building_detail_labels={
+            name: _string(moost_section, f"{name}_label", f"moost.{name}_label", required=False)
+            or f"moost_{name}"
+            for name in BUILDING_FIELDS
+        },
         building_label=_string(moost_section, "building_label", "moost.building_label", required=True),
         default_building=_string(moost_section, "default_building", "moost.default_building", required=False),
         spot_device_prefix=_string(spot_section, "device_id_prefix", "spot.device_id_prefix", required=False),
@@ -264,12 +294,40 @@ def _skip(rule: dict[str, Any], key: str) -> str | None:
     return reason
 
 
+def _building_details(section: dict[str, Any]) -> dict[str, dict[str, str]]:
+    buildings = section.get("buildings", {})
+    if not isinstance(buildings, dict):
+        raise MappingError("moost.buildings: must be a table of buildings")
+    details = {}
+    for building, fields in buildings.items():
+        key = f"moost.buildings.{building}"
+        if not isinstance(fields, dict):
+            raise MappingError(f"{key}: must be a table")
+        unknown = set(fields) - set(BUILDING_FIELDS)
+        if unknown:
+            raise MappingError(f"{key}.{sorted(unknown)[0]}: unknown key (known: {', '.join(BUILDING_FIELDS)})")
+        details[str(building)] = {name: _string(fields, name, f"{key}.{name}", required=False) for name in fields}
+    return details
+
+
+def _sync(rule: dict[str, Any], key: str, event_type: str) -> bool:
+    if "sync" not in rule:
+        return False
+    if event_type != "labelsChanged":
+        raise MappingError(f"{key}.sync: only labelsChanged events can sync devices")
+    if rule["sync"] is not True or len(rule) > 1:
+        raise MappingError(f"{key}.sync: must be true, alone in its table")
+    return True
+
+
 def _moost_rule(rule: object, key: str, event_type: str) -> MoostRule:
     if not isinstance(rule, dict):
         raise MappingError(f"{key}: must be a table")
     reason = _skip(rule, key)
     if reason is not None:
         return MoostRule(skip=reason)
+    if _sync(rule, key, event_type):
+        return MoostRule(sync=True)
     unknown = set(rule) - {"type", "source", "value", "map"}
     if unknown:
         raise MappingError(f"{key}.{sorted(unknown)[0]}: unknown key")
@@ -291,12 +349,14 @@ def _moost_rule(rule: object, key: str, event_type: str) -> MoostRule:
     return MoostRule(type=moost_type, source=source, value=value, value_map=dict(value_map))
 
 
-def _spot_rule(rule: object, key: str) -> SpotRule:
+def _spot_rule(rule: object, key: str, event_type: str) -> SpotRule:
     if not isinstance(rule, dict):
         raise MappingError(f"{key}: must be a table")
     reason = _skip(rule, key)
     if reason is not None:
         return SpotRule(skip=reason)
+    if _sync(rule, key, event_type):
+        return SpotRule(sync=True)
     unknown = set(rule) - {"event_type_id", "duration_ms", "buffer_ms"}
     if unknown:
         raise MappingError(f"{key}.{sorted(unknown)[0]}: unknown key")

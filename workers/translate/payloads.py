@@ -71,6 +71,8 @@ def to_moost(push: dict[str, Any], mapping: Mapping, *, customer_id: str) -> Moo
     rule = mapping.moost_rule(event["eventType"])
     if rule.skip is not None:
         raise Skipped("not-mapped", rule.skip)
+    if rule.sync:
+        raise Skipped("not-mapped", f"{event['eventType']} updates the device's registration; it is not an event")
     labels = _labels(push)
     device_id = device_id_of(push)
     building = labels.get(mapping.building_label) or mapping.default_building
@@ -127,8 +129,13 @@ def to_spot(push: dict[str, Any], mapping: Mapping) -> list[dict[str, Any]]:
     rule = mapping.spot_rule(event_type)
     if rule.skip is not None:
         raise Skipped("not-mapped", rule.skip)
+    if rule.sync:
+        raise Skipped("not-mapped", f"{event_type} updates the device's registration; it is not an event")
     if rule.event_type_id == 0:
-        raise Skipped("spot-type-not-set", f"events.{event_type}.spot.event_type_id is 0 in the mapping")
+        raise Skipped(
+            "spot-type-not-set", f"no Spot event type for {event_type}: run `dt-connector setup spot` (or set "
+            f"events.{event_type}.spot.event_type_id in the mapping)"
+        )
     labels = _labels(push)
     device_id = device_id_of(push)
     device: dict[str, Any] = {"device_external_id": mapping.spot_device_prefix + device_id}

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 Value = float | int | str | bool
 
@@ -206,29 +206,52 @@ def _labels_changed(data: dict[str, Any], timestamp: str) -> list[Reading]:
     return [Reading(timestamp, values)]
 
 
-VALUE_NAMES: dict[str, frozenset[str]] = {
-    "touch": frozenset({"touched"}),
-    "temperature": frozenset({"temperature_c"}),
-    "objectPresent": frozenset({"state"}),
-    "humidity": frozenset({"temperature_c", "relative_humidity_pct"}),
-    "objectPresentCount": frozenset({"total"}),
-    "touchCount": frozenset({"total"}),
-    "waterPresent": frozenset({"state"}),
-    "co2": frozenset({"ppm"}),
-    "pressure": frozenset({"pascal"}),
-    "motion": frozenset({"state"}),
-    "deskOccupancy": frozenset({"state", "remarks"}),
-    "contact": frozenset({"state"}),
-    "probeWireStatus": frozenset({"state"}),
-    "networkStatus": frozenset({"signal_strength_pct", "rssi_dbm", "transmission_mode"}),
-    "batteryStatus": frozenset({"battery_pct"}),
-    "labelsChanged": frozenset(),
-    "connectionStatus": frozenset({"connection"}),
-    "ethernetStatus": frozenset({"mac_address", "ip_address", "error_count"}),
-    "cellularStatus": frozenset({"signal_strength_pct", "error_count"}),
-}
-"""The value names each type's readings can carry (what a mapping may refer to).
+class ValueSpec(NamedTuple):
+    """What one named value is: its JSON type and whether every reading of its type carries it."""
 
-``labelsChanged`` values are named after the labels (``added_<key>``, ``modified_<key>``,
-``removed``), so a mapping cannot pick one by a fixed name.
-"""
+    json_type: str
+    always: bool = True
+
+
+_NUMBER = ValueSpec("number")
+_TEXT = ValueSpec("string")
+_COUNT = ValueSpec("integer")
+
+VALUE_SPECS: dict[str, dict[str, ValueSpec]] = {
+    "touch": {"touched": ValueSpec("boolean")},
+    "temperature": {"temperature_c": _NUMBER},
+    "objectPresent": {"state": _TEXT},
+    "humidity": {"temperature_c": _NUMBER, "relative_humidity_pct": _NUMBER},
+    "objectPresentCount": {"total": _NUMBER},
+    "touchCount": {"total": _NUMBER},
+    "waterPresent": {"state": _TEXT},
+    "co2": {"ppm": _NUMBER},
+    "pressure": {"pascal": _NUMBER},
+    "motion": {"state": _TEXT},
+    "deskOccupancy": {"state": _TEXT, "remarks": ValueSpec("string", always=False)},
+    "contact": {"state": _TEXT},
+    "probeWireStatus": {"state": _TEXT},
+    "networkStatus": {
+        "signal_strength_pct": _NUMBER,
+        "rssi_dbm": _NUMBER,
+        "transmission_mode": ValueSpec("string", always=False),
+    },
+    "batteryStatus": {"battery_pct": _NUMBER},
+    "labelsChanged": {},
+    "connectionStatus": {"connection": _TEXT},
+    "ethernetStatus": {
+        "mac_address": ValueSpec("string", always=False),
+        "ip_address": ValueSpec("string", always=False),
+        "error_count": _COUNT,
+    },
+    "cellularStatus": {"signal_strength_pct": _NUMBER, "error_count": _COUNT},
+}
+"""The values each type's readings carry, typed (what Spot's generated event-type schemas declare).
+
+Numbers DT documents as integers are still ``number``: the extractors pass on whatever JSON number DT
+sends, and a schema stricter than the extractor would turn a harmless ``21.0`` into a rejected event.
+``labelsChanged`` values are named after the labels (``added_<key>``, ``modified_<key>``, ``removed``),
+so none can be listed."""
+
+VALUE_NAMES: dict[str, frozenset[str]] = {event_type: frozenset(specs) for event_type, specs in VALUE_SPECS.items()}
+"""The value names each type's readings can carry (what a mapping may refer to)."""

@@ -1,0 +1,80 @@
+"""The small JSON-over-HTTPS client MOOST's and Spot AI's management APIs share (I/O edge).
+
+Management calls (buildings, device sets, integrations, event types) are few and made by
+``setup``, ``doctor`` and the labelsChanged sync, not per event, so they do not go through the
+delivery ``Sender``. Every call has explicit timeouts. Errors name the method, the path (never
+the query, which carries MOOST's credentials) and the status, never a credential.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import requests
+
+DEFAULT_TIMEOUT_S = (3.05, 15.0)
+"""(connect, read) seconds for a management call."""
+
+
+class ApiError(Exception):
+    """A management call failed; ``status`` is the HTTP status (None: no answer)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class JsonApi:
+    """Calls under ``base_url`` with a bearer token from ``token()`` (asked for on every call)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: Callable[[], str],
+        *,
+        name: str,
+        session: requests.Session | None = None,
+        timeout_s: tuple[float, float] = DEFAULT_TIMEOUT_S,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._token = token
+        self._name = name
+        self._session = session or requests.Session()
+        self._timeout_s = timeout_s
+
+    def __repr__(self) -> str:
+        return f"JsonApi({self._name}, {self.base_url})"
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, Any] | None = None,
+        ok: tuple[int, ...] = (200, 201, 202),
+    ) -> tuple[int, Any]:
+        """``(status, decoded JSON or None)`` for an answer whose status is in ``ok``.
+
+        Raises:
+            ApiError: no answer, or any other status (its body's first 200 characters in the message).
+        """
+        headers = {"Authorization": f"Bearer {self._token()}"}
+        try:
+            response = self._session.request(
+                method, self.base_url + path, json=json, params=params, headers=headers, timeout=self._timeout_s
+            )
+        except requests.RequestException as exc:
+            raise ApiError(f"{self._name} {method} {path}: {type(exc).__name__} (unreachable)") from None
+        if response.status_code not in ok:
+            raise ApiError(
+                f"{self._name} {method} {path}: HTTP {response.status_code}: {response.text[:200]}",
+                response.status_code,
+            )
+        if not response.content:
+            return response.status_code, None
+        try:
+            return response.status_code, response.json()
+        except ValueError:
+            raise ApiError(f"{self._name} {method} {path}: answer is not JSON", response.status_code) from None

@@ -1,0 +1,79 @@
+"""MOOST's building and device-set API (I/O edge; shared/reference/downstream-apis.md §1.6).
+
+A device set is replaced whole (``PUT /buildings/{id}/devices/v1``), so callers read, merge and
+write under the building's lock (``moost_sync.building_lock``).
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from collections.abc import Callable
+from typing import Any
+
+import requests
+
+from workers.provision.http import DEFAULT_TIMEOUT_S, ApiError, JsonApi
+
+
+def fetch_token(
+    base_url: str, client_id: str, client_secret: str, *, session: requests.Session | None = None
+) -> str:
+    """A MOOST bearer token for the client credentials.
+
+    Raises:
+        ApiError: 401 when MOOST refuses the credentials; other statuses; no answer.
+    """
+    session = session or requests.Session()
+    path = "/auth/token/v1"
+    try:
+        response = session.get(
+            base_url.rstrip("/") + path,
+            params={"clientId": client_id, "clientSecret": client_secret},
+            timeout=DEFAULT_TIMEOUT_S,
+        )
+    except requests.RequestException as exc:
+        raise ApiError(f"MOOST GET {path}: {type(exc).__name__} (unreachable)") from None
+    if response.status_code != 200:
+        raise ApiError(f"MOOST GET {path}: HTTP {response.status_code}", response.status_code)
+    try:
+        return str(response.json()["access_token"])
+    except (ValueError, KeyError, TypeError):
+        raise ApiError(f"MOOST GET {path}: answer has no access_token", 200) from None
+
+
+class MoostApi:
+    """MOOST building calls with a bearer token from ``token()``."""
+
+    def __init__(self, base_url: str, token: Callable[[], str], *, session: requests.Session | None = None) -> None:
+        self._api = JsonApi(base_url, token, name="MOOST", session=session)
+
+    def __repr__(self) -> str:
+        return f"MoostApi({self._api.base_url})"
+
+    def buildings(self) -> list[dict[str, Any]]:
+        """Every building of the customer, with its devices."""
+        _, doc = self._api.call("GET", "/buildings/v1")
+        return list(doc or [])
+
+    def building(self, building_id: str) -> dict[str, Any] | None:
+        """The building, or None when MOOST does not know it (404)."""
+        try:
+            _, doc = self._api.call("GET", f"/buildings/{_segment(building_id)}/v1")
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return dict(doc or {})
+
+    def create_building(self, body: dict[str, Any]) -> bool:
+        """Create the building; False when it already exists (409)."""
+        status, _ = self._api.call("POST", "/buildings/v1", json=body, ok=(200, 201, 409))
+        return status != 409
+
+    def replace_devices(self, building_id: str, devices: list[dict[str, Any]]) -> None:
+        self._api.call("PUT", f"/buildings/{_segment(building_id)}/devices/v1", json=devices)
+
+
+def _segment(building_id: str) -> str:
+    # MOOST's building ids are [a-zA-Z0-9:._-]: nothing to escape, but never let one reach the path raw.
+    return urllib.parse.quote(building_id, safe="")
