@@ -7,6 +7,8 @@ from __future__ import annotations
 import copy
 import json
 import os
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -20,7 +22,7 @@ from connector.settings import Settings
 from tests.support.downstream_standins import MoostStandIn, SpotStandIn
 from tests.support.dt_standin import DtStandIn
 from tests.support.helpers import push
-from tests.support.samples import push_of
+from tests.support.samples import CLIENT_SECRET, SPOT_KEY, push_of
 from workers.translate.mapping import load_mapping
 
 MAPPING = load_mapping()
@@ -151,3 +153,35 @@ def test_events_wait_for_spot_setup_instead_of_being_lost(provision_env: dict[st
     redis.hdel(key, "touch")
     reset_runtime()
     assert isinstance(forward("spot", push_of("touch", event_id="w3"), 1.0), Retry)
+
+
+@pytest.mark.slow
+def test_the_commands_as_a_user_runs_them(
+    provision_env: dict[str, str], redis: Redis, moost_server: MoostStandIn, spot_server: SpotStandIn,
+    dt_server: DtStandIn,
+):  # fmt: skip
+    """Real processes: setup, doctor and ``dt-connector worker --burst`` (the Procfile's worker)."""
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run([sys.executable, "-m", "connector.cli", *args], env=dict(os.environ),
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+        for secret in (CLIENT_SECRET, SPOT_KEY, provision_env["DT_SERVICE_ACCOUNT_SECRET"]):
+            assert secret not in done.stdout + done.stderr
+        return done
+
+    seed_fleet(dt_server)
+    assert run("doctor", "--url", "https://app.example/dt/events").returncode == 1  # nothing set up yet
+    for command in (("setup", "spot"), ("setup", "moost")):
+        done = run(*command)
+        assert done.returncode == 0, done.stdout + done.stderr
+    doctor = run("doctor", "--url", "https://app.example/dt/events")
+    assert doctor.returncode == 0 and "FAIL" not in doctor.stdout, doctor.stdout + doctor.stderr
+
+    client = create_app(Settings.from_env(os.environ), configure_logs=False).test_client()
+    forwarded = sorted(set(SPOT_TYPES) | set(MOOST_TYPES))
+    for n, event_type in enumerate(forwarded):
+        assert push(client, pushed(event_type, n)).status_code == 200
+    worker = run("worker", "--burst")
+    assert worker.returncode == 0, worker.stderr[-2000:]
+    assert redis.zcard("dt:dead") == 0 and spot_server.state.rejected == [] and moost_server.state.rejected == []
+    assert len(spot_server.state.events) == len(SPOT_TYPES) and len(moost_server.state.events) == len(MOOST_TYPES)

@@ -164,7 +164,7 @@ class MoostDestination:
         self, push: dict[str, Any], *, event_id: str, now: float, replay: bool = False, deadline: float | None = None
     ) -> Outcome:
         if self._mapping.moost_rule(_event_type(push)).sync:
-            return self._devices.labels_changed(push)
+            return self._devices.labels_changed(push, deadline=deadline)
         batch = to_moost(push, self._mapping, customer_id=self._settings.moost_customer_id)
         base = self._settings.moost_base_url
         old = replay and is_old(push, now=now, max_age_s=self._settings.moost_live_max_age_s)
@@ -221,7 +221,7 @@ class SpotDestination:
     ) -> Outcome:
         rule = self._mapping.spot_rule(_event_type(push))
         if rule.sync:
-            return self._devices.labels_changed(push)
+            return self._devices.labels_changed(push, deadline=deadline)
         integration, recorded = self._ids.current()
         if not integration and rule.skip is None:
             # Kept for retries (and then as a dead letter to replay): deliverable once setup has run.

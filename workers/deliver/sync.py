@@ -9,12 +9,15 @@
   device's events go to (found by ``integration_device_id`` or ``device_external_id``); a device Spot
   does not have yet needs nothing (its first event creates it).
 
-Other label changes are skipped (counted, not sent). Errors become outcomes like deliveries':
-no answer, 429 and 5xx are retried; other refusals fail.
+Other label changes are skipped (counted, not sent). Every call is cut to the job's deadline, as
+deliveries are. Errors become outcomes like deliveries': no answer, the deadline, 429 and 5xx are
+retried; other refusals fail.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterable
 from typing import Any
 
 from redis import Redis
@@ -23,7 +26,7 @@ from workers.deliver.send import Outcome
 from workers.provision.http import ApiError
 from workers.provision.moost_api import MoostApi
 from workers.provision.moost_devices import VENDOR, DtDevice, building_body, building_of, moost_device
-from workers.provision.moost_setup import update_device_set
+from workers.provision.moost_setup import LOCK_WAIT_S, update_device_set
 from workers.provision.spot_api import SpotApi
 from workers.provision.spot_ids import SpotIds
 from workers.translate.mapping import Mapping
@@ -78,7 +81,7 @@ class MoostDeviceSync:
         self._mapping = mapping
         self._customer_id = customer_id
 
-    def labels_changed(self, push: dict[str, Any]) -> Outcome:
+    def labels_changed(self, push: dict[str, Any], *, deadline: float | None = None) -> Outcome:
         labels, changed = changed_labels(push)
         relevant = {"name", self._mapping.building_label}
         if not changed & relevant:
@@ -86,23 +89,29 @@ class MoostDeviceSync:
         device = device_after(push, labels)
         target = building_of(device, self._mapping)
         entry = moost_device(device, self._mapping) if target else None
+        api = self._api.within(deadline)
+
+        def write(building_id: str, devices: list[dict[str, Any]], remove: Iterable[str] = ()) -> None:
+            wait = LOCK_WAIT_S if deadline is None else deadline - time.monotonic()
+            update_device_set(api, self._redis, building_id, devices, remove=remove, wait_s=wait)
+
         try:
-            for building in self._api.buildings():
+            for building in api.buildings():
                 building_id = str(building.get("customerBuildingId"))
                 listed = any(
                     d.get("id") == device.id and d.get("vendor_name") == VENDOR for d in building.get("devices") or []
                 )
                 if listed and (building_id != target or isinstance(entry, str)):
-                    update_device_set(self._api, self._redis, building_id, [], remove=[device.id])
+                    write(building_id, [], remove=[device.id])
             if not target or isinstance(entry, str) or entry is None:
                 reason = entry if isinstance(entry, str) else "it has no building now"
                 return Outcome("delivered", "unregistered", excerpt=f"device not registered in MOOST: {reason}")
-            if self._api.building(target) is None:
+            if api.building(target) is None:
                 body = building_body(target, [device], self._mapping, customer_id=self._customer_id)
                 if isinstance(body, str):
                     return Outcome("failed", "moost-building-missing", excerpt=f"building {target!r}: {body}")
-                self._api.create_building(body)
-            update_device_set(self._api, self._redis, target, [entry])
+                api.create_building(body)
+            write(target, [entry])
         except ApiError as exc:
             return api_outcome(exc, "moost")
         return Outcome("delivered", "device-synced")
@@ -114,7 +123,7 @@ class SpotDeviceSync:
         self._ids = ids
         self._mapping = mapping
 
-    def labels_changed(self, push: dict[str, Any]) -> Outcome:
+    def labels_changed(self, push: dict[str, Any], *, deadline: float | None = None) -> Outcome:
         labels, changed = changed_labels(push)
         relevant = {"name"} | ({self._mapping.spot_device_label} - {""})
         if not changed & relevant:
@@ -124,21 +133,24 @@ class SpotDeviceSync:
             return Outcome("retry", "spot-not-set-up")
         device_id = device_id_of(push)
         name = ((labels.get("name") or "").strip() or device_id)[:SPOT_NAME_MAX]
+        api = self._api.within(deadline)
         try:
-            spot_device = self._spot_device(integration, device_id, labels)
+            spot_device = self._spot_device(api, integration, device_id, labels)
             if spot_device is None:
                 raise Skipped("no-spot-device", "Spot has no device for it yet (its first event creates one)")
             if spot_device.get("name") != name:
-                self._api.rename_device(integration, int(spot_device["id"]), name)
+                api.rename_device(integration, int(spot_device["id"]), name)
         except ApiError as exc:
             return api_outcome(exc, "spot")
         return Outcome("delivered", "device-synced")
 
-    def _spot_device(self, integration: int, device_id: str, labels: dict[str, str]) -> dict[str, Any] | None:
+    def _spot_device(
+        self, api: SpotApi, integration: int, device_id: str, labels: dict[str, str]
+    ) -> dict[str, Any] | None:
         label = self._mapping.spot_device_label
         by_id = labels.get(label, "") if label else ""
         external = self._mapping.spot_device_prefix + device_id
-        for spot_device in self._api.devices(integration):
+        for spot_device in api.devices(integration):
             if (by_id and SPOT_DEVICE_ID.fullmatch(by_id) and spot_device.get("id") == int(by_id)) or (
                 not by_id and spot_device.get("external_id") == external
             ):

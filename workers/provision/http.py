@@ -8,10 +8,14 @@ the query, which carries MOOST's credentials) and the status, never a credential
 
 from __future__ import annotations
 
+import copy
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import requests
+
+from workers.deliver.send import timeouts_within
 
 DEFAULT_TIMEOUT_S = (3.05, 15.0)
 """(connect, read) seconds for a management call."""
@@ -42,6 +46,14 @@ class JsonApi:
         self._name = name
         self._session = session or requests.Session()
         self._timeout_s = timeout_s
+        self._deadline: float | None = None
+
+    def within(self, deadline: float | None) -> JsonApi:
+        """This client, with every call's timeouts cut to end by ``deadline`` (``time.monotonic()``;
+        a job's), and no call started with too little time left."""
+        bounded = copy.copy(self)
+        bounded._deadline = deadline
+        return bounded
 
     def __repr__(self) -> str:
         return f"JsonApi({self._name}, {self.base_url})"
@@ -60,10 +72,13 @@ class JsonApi:
         Raises:
             ApiError: no answer, or any other status (its body's first 200 characters in the message).
         """
+        timeout = timeouts_within(self._timeout_s, self._deadline, now=time.monotonic())
+        if timeout is None:
+            raise ApiError(f"{self._name} {method} {path}: the job's deadline came first")
         headers = {"Authorization": f"Bearer {self._token()}"}
         try:
             response = self._session.request(
-                method, self.base_url + path, json=json, params=params, headers=headers, timeout=self._timeout_s
+                method, self.base_url + path, json=json, params=params, headers=headers, timeout=timeout
             )
         except requests.RequestException as exc:
             raise ApiError(f"{self._name} {method} {path}: {type(exc).__name__} (unreachable)") from None

@@ -6,6 +6,7 @@ write under the building's lock (``moost_sync.building_lock``).
 
 from __future__ import annotations
 
+import copy
 import urllib.parse
 from collections.abc import Callable
 from typing import Any
@@ -46,6 +47,12 @@ class MoostApi:
 
     def __init__(self, base_url: str, token: Callable[[], str], *, session: requests.Session | None = None) -> None:
         self._api = JsonApi(base_url, token, name="MOOST", session=session)
+
+    def within(self, deadline: float | None) -> MoostApi:
+        """The same client with calls cut to end by ``deadline`` (see ``JsonApi.within``)."""
+        bounded = copy.copy(self)
+        bounded._api = self._api.within(deadline)
+        return bounded
 
     def __repr__(self) -> str:
         return f"MoostApi({self._api.base_url})"

@@ -160,11 +160,19 @@ class MoostSetup:
 
 
 def update_device_set(
-    api: MoostApi, redis: Redis, building: str, devices: list[dict[str, Any]], *, remove: Iterable[str] = ()
+    api: MoostApi,
+    redis: Redis,
+    building: str,
+    devices: list[dict[str, Any]],
+    *,
+    remove: Iterable[str] = (),
+    wait_s: float = LOCK_WAIT_S,
 ) -> bool:
     """Merge ``devices`` into ``building``'s device set (and take ``remove`` out): read, merge and
-    write under the building's lock. True when the set changed; False also when the building is gone."""
-    with redis.lock(f"{MOOST_BUILDING_LOCK_PREFIX}{building}", timeout=LOCK_LEASE_S, blocking_timeout=LOCK_WAIT_S):
+    write under the building's lock (waiting up to ``wait_s`` for it: ``LockError`` after). True when
+    the set changed; False also when the building is gone."""
+    lock = f"{MOOST_BUILDING_LOCK_PREFIX}{building}"
+    with redis.lock(lock, timeout=LOCK_LEASE_S, blocking_timeout=max(0.01, wait_s)):
         current_building = api.building(building)
         if current_building is None:
             return False

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import time
 
+import pytest
 from redis import Redis
 from rq import Retry
 
@@ -11,8 +13,9 @@ from connector import deadletters
 from connector.cli.main import main
 from tests.support.downstream_standins import MoostStandIn, SpotStandIn
 from tests.support.samples import CUSTOMER, push_of
+from tests.support.standins import Reply, StandIn
 from workers.deliver.sync import changed_labels
-from workers.jobs import forward
+from workers.jobs import forward, reset_runtime
 
 ENTRY = {"id": "dev-temp", "name": "Fridge", "product_name": "102150", "vendor_name": "Disruptive Technologies",
          "type": "THERMAL_ZONE"}  # fmt: skip
@@ -78,3 +81,15 @@ def test_spot_waits_for_setup_and_skips_devices_it_does_not_have(
     by_label = labels_changed("p2", {"name": "Cold", "spot_device_id": "999"}, added={"spot_device_id": "999"})
     assert forward("spot", by_label, 1.0) == "delivered"
     assert spot_server.state.devices[999]["name"] == "Cold"
+
+
+def test_a_stalled_moost_cannot_hold_the_job_past_its_deadline(
+    moost_env: StandIn, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("JOB_TIMEOUT_S", "3")
+    reset_runtime()
+    moost_env.script("/buildings/v1", Reply(200, [], delay_s=10))
+    body = labels_changed("d1", {"name": "Slow"}, modified={"name": "Slow"})
+    started = time.monotonic()
+    assert isinstance(forward("moost", body, 1.0), Retry)
+    assert time.monotonic() - started < 3  # the job's timeout; the stand-in would have held it 10 s
