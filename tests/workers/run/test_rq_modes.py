@@ -104,7 +104,10 @@ def test_the_receivers_jobs_run_in_every_rq_mode_on_a_terminal(mode: str, redis:
     assert "Traceback" not in output and "Error" not in output, output
     assert redis.llen("rq:queue:dt-forward") == 0 and redis.llen("rq:queue:dt-forward:intermediate") == 0
     assert redis.zcard("rq:failed:dt-forward") == 0
-    assert {redis.hget(f"rq:job:log-{e}", "status") for e in ("tty1", "tty2")} == {b"finished"}
+    # Both jobs ran and delivered (a durable counter: the job hashes expire RESULT_TTL_S after finishing,
+    # which a pool that lingers on exit on a loaded machine can outlast; seen in a CI run).
+    assert redis.hget("dt:metrics:delivery:log", "delivered") == b"2"
+    assert {redis.hget(f"rq:job:log-{e}", "status") for e in ("tty1", "tty2")} <= {b"finished", None}
     if program == "rq":
         assert "\x1b[" in output  # RQ coloured its lines: the terminal code path ran
     else:
