@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from connector.cli.environment import tool_environ
 from connector.dt.api import DtApi, DtApiError
 from connector.errors import ConfigError
 from connector.events import DT_EVENT_TYPES
@@ -335,7 +336,7 @@ def run_backfill(args: Any, environ: Mapping[str, str], api: DtApi | None = None
     from connector.dt.backfill import Backfill, window
     from connector.redis_conn import connect
 
-    settings = Settings.from_env(environ)
+    settings = Settings.from_env(tool_environ(environ))
     api = api or DtApi(DtApiSettings.from_env(environ))
     try:
         begin, end = window(since=args.since, start=args.start, end=args.end, now=datetime.now(UTC))

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import click
 import jwt
 
+from connector.cli.environment import tool_environ
 from connector.dt.api import DtApi, DtApiError
 from connector.events import DT_EVENT_TYPES
 from connector.redis_conn import connect
@@ -68,7 +69,7 @@ def run_doctor(environ: Mapping[str, str], *, url: str | None = None) -> list[Ve
     """Every check's verdict, in order (configuration errors raise ``ConfigError`` first)."""
     from workers.translate.mapping import checked_mapping
 
-    settings = Settings.from_env(environ)
+    settings = Settings.from_env(tool_environ(environ))
     mapping = checked_mapping(settings.mapping_path)
     redis = connect(settings.redis_url, timeout_s=settings.redis_timeout_s, tls_verify=settings.redis_tls_verify)
     verdicts = [_redis(redis)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -13,6 +14,7 @@ import click
 from redis import Redis
 
 from connector import deadletters
+from connector.cli.environment import tool_environ
 from connector.ops.metrics import collect
 from connector.redis_conn import connect
 from connector.settings import Settings
@@ -41,14 +43,14 @@ def failed() -> None:
 @_filters
 def failed_list(**filters: Any) -> int:
     """List dead letters (filters combine), and where every other job is."""
-    return run(SimpleNamespace(action="list", keys=(), **filters), Settings.from_env())
+    return run(SimpleNamespace(action="list", keys=(), **filters), Settings.from_env(tool_environ(os.environ)))
 
 
 @failed.command("show")
 @click.argument("key")
 def failed_show(key: str) -> int:
     """Show one dead letter in full."""
-    return run(SimpleNamespace(action="show", key=key), Settings.from_env())
+    return run(SimpleNamespace(action="show", key=key), Settings.from_env(tool_environ(os.environ)))
 
 
 @failed.command("replay")
@@ -56,7 +58,7 @@ def failed_show(key: str) -> int:
 @click.argument("keys", nargs=-1)
 def failed_replay(keys: tuple[str, ...], **filters: Any) -> int:
     """Queue dead letters again (default: all matching the filters) after a fix."""
-    return run(SimpleNamespace(action="replay", keys=keys, **filters), Settings.from_env())
+    return run(SimpleNamespace(action="replay", keys=keys, **filters), Settings.from_env(tool_environ(os.environ)))
 
 
 def run(args: Any, settings: Settings) -> int:

@@ -30,9 +30,10 @@ import requests
 
 from connector.cli.commands import backfill, connector, send_test_event
 from connector.cli.doctor import doctor
+from connector.cli.environment import STATE_DIR
 from connector.cli.failed import failed
 from connector.cli.setup import setup
-from connector.dev.embedded_redis import EmbeddedRedis
+from connector.dev.embedded_redis import URL_FILE, EmbeddedRedis, announce
 from connector.dev.ngrok import NgrokError
 from connector.dev.secret import ensure_dev_secret
 from connector.errors import ConfigError
@@ -44,8 +45,6 @@ if TYPE_CHECKING:
 GUNICORN_CONFIG = "python:connector.gunicorn_config"
 """The web process's gunicorn settings."""
 
-STATE_DIR = Path(".dt-connector")
-"""Per-checkout development state (embedded Redis data, generated dev secret); gitignored."""
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -184,6 +183,7 @@ def run_dev(*, port: int, host: str, state_dir: Path, ngrok: bool = False) -> in
     if not env.get("REDIS_URL"):
         redis = EmbeddedRedis(persist_dir=state_dir / "redis").start()
         env["REDIS_URL"] = redis.url
+        announce(state_dir, redis.url)  # for setup, doctor, failed, backfill in another terminal
         print(f"dt-connector dev: embedded Redis on {redis.url} (data in {state_dir / 'redis'})")
     if not (env.get("DT_SIGNATURE_SECRET") or env.get("DT_ORG_ID") or env.get("DT_ASYMMETRIC_SIGNATURE")):
         secret_file = ensure_dev_secret(state_dir)
@@ -194,6 +194,7 @@ def run_dev(*, port: int, host: str, state_dir: Path, ngrok: bool = False) -> in
     except ConfigError:
         if redis:
             redis.stop()
+            (state_dir / URL_FILE).unlink(missing_ok=True)
         raise
 
     children: list[subprocess.Popen[bytes]] = []
@@ -229,6 +230,7 @@ def run_dev(*, port: int, host: str, state_dir: Path, ngrok: bool = False) -> in
         _stop_all(children)
         if redis:
             redis.stop()
+            (state_dir / URL_FILE).unlink(missing_ok=True)
         print("dt-connector dev: stopped.", flush=True)
 
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from connector.cli.environment import tool_environ
 from connector.dt.api import DtApi, DtApiError
 from connector.errors import ConfigError
 from connector.redis_conn import connect
@@ -150,7 +151,7 @@ def pushed_label_keys(environ: Mapping[str, str]) -> tuple[list[str], str]:
 def _context(environ: Mapping[str, str]) -> tuple[Settings, WorkerMapping, Redis]:
     from workers.translate.mapping import checked_mapping
 
-    settings = Settings.from_env(environ)
+    settings = Settings.from_env(tool_environ(environ))
     mapping = checked_mapping(settings.mapping_path)
     redis = connect(settings.redis_url, timeout_s=settings.redis_timeout_s, tls_verify=settings.redis_tls_verify)
     return settings, mapping, redis

@@ -147,3 +147,24 @@ class EmbeddedRedis:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+URL_FILE = "redis-url"
+"""In ``dt-connector dev``'s state directory while its embedded Redis runs: the server's URL, so the
+other commands (``setup``, ``doctor``, ``failed``, ``backfill``) reach it from a second terminal."""
+
+
+def announce(state_dir: Path, url: str) -> Path:
+    """Write ``url`` where :func:`announced_url` finds it; the caller removes the file when it stops."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    path = state_dir / URL_FILE
+    path.write_text(url + "\n")
+    return path
+
+
+def announced_url(state_dir: Path) -> str | None:
+    """The URL of a running ``dt-connector dev``'s embedded Redis, or None."""
+    try:
+        return (state_dir / URL_FILE).read_text().strip() or None
+    except OSError:
+        return None

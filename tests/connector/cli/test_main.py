@@ -23,6 +23,15 @@ from tests.support.helpers import dt_body, sign
 pytestmark = pytest.mark.slow
 
 
+STATE = ".dt-connector"
+"""dev's default state directory name, so commands run in ``tmp_path`` find it as they would in a checkout."""
+
+
+def run_cli(args: list[str], *, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "connector.cli", *args], cwd=cwd, env=clean_env(),
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+
+
 def clean_env(**extra: str) -> dict[str, str]:
     drop = {"REDIS_URL", "DT_SIGNATURE_SECRET", "DT_ORG_ID", "DT_ASYMMETRIC_SIGNATURE", "DT_INSECURE_SKIP_VERIFY"}
     return {**{k: v for k, v in os.environ.items() if k not in drop}, **extra}
@@ -31,7 +40,7 @@ def clean_env(**extra: str) -> dict[str, str]:
 def test_dev_runs_the_whole_stack_and_stops_cleanly_on_ctrl_c(tmp_path: Path):
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "connector.cli", "dev", "--port", str(port), "--state-dir", str(tmp_path / "state")],
+        [sys.executable, "-m", "connector.cli", "dev", "--port", str(port), "--state-dir", str(tmp_path / STATE)],
         env=clean_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -57,7 +66,7 @@ def test_dev_runs_the_whole_stack_and_stops_cleanly_on_ctrl_c(tmp_path: Path):
         redis_port = int(redis_line.split("redis://127.0.0.1:")[1].split("/")[0])
         ready = wait_for(lambda line: "Push DT events to" in line)
         assert f"http://127.0.0.1:{port}/dt/events" in ready
-        secret = (tmp_path / "state" / "dev-secret").read_text().strip()
+        secret = (tmp_path / STATE / "dev-secret").read_text().strip()
         assert secret not in ready
         body = dt_body(event_id="devloop1")
         response = requests.post(
@@ -66,9 +75,16 @@ def test_dev_runs_the_whole_stack_and_stops_cleanly_on_ctrl_c(tmp_path: Path):
         assert response.status_code == 200
         forwarded = wait_for(lambda line: '"log":"forward"' in line)
         assert json.loads(forwarded)["eventId"] == "devloop1"
+        # A second terminal in the checkout: the operator commands find dev's Redis without REDIS_URL.
+        second = run_cli(["failed", "list"], cwd=tmp_path)
+        assert second.returncode == 0, second.stderr
+        assert f"using the Redis of `dt-connector dev` (redis://127.0.0.1:{redis_port}/0)" in second.stderr
+        assert secret not in second.stdout + second.stderr
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=40) == 0
         wait_for(lambda line: "stopped" in line, timeout=5)
+        assert not (tmp_path / STATE / "redis-url").exists()
+        assert run_cli(["failed", "list"], cwd=tmp_path).returncode == 2  # dev stopped: REDIS_URL is not set
         with pytest.raises(RedisConnectionError):
             Redis(port=redis_port, socket_connect_timeout=0.5).ping()
         with pytest.raises(requests.ConnectionError):
