@@ -70,11 +70,7 @@ def run_setup_spot(environ: Mapping[str, str], *, dry_run: bool, name: str) -> i
         print(f"  attributes carry labels {', '.join(keys) or '(none)'} ({keys_from})")
         for step in plan.steps:
             print(f"  {step.describe()}")
-        if not plan.changes:
-            print("setup spot: nothing to change")
-        elif dry_run:
-            print("setup spot: dry run, nothing changed")
-        else:
+        if _go_ahead("spot", changes=plan.changes, dry_run=dry_run):
             plan = spot.apply(plan)
             counts = {a: sum(s.action == a for s in plan.steps) for a in ("create", "update", "unchanged")}
             print(
@@ -115,11 +111,7 @@ def run_setup_moost(environ: Mapping[str, str], *, dry_run: bool) -> int:
             print(f"  {step.describe()}")
         for device_id, reason in plan.unregistered:
             print(f"  device {device_id} not registered: {reason}")
-        if not plan.changes:
-            print("setup moost: nothing to change")
-        elif dry_run:
-            print("setup moost: dry run, nothing changed")
-        else:
+        if _go_ahead("moost", changes=plan.changes, dry_run=dry_run):
             moost.apply(plan)
             created = sum(step.action == "create" for step in plan.steps)
             written = sum(step.action in ("create", "update") for step in plan.steps)
@@ -134,6 +126,15 @@ def run_setup_moost(environ: Mapping[str, str], *, dry_run: bool) -> int:
     for step in plan.blocked:
         print(f"setup moost: {step.describe()}", file=sys.stderr)
     return 1 if plan.blocked else 0
+
+
+def _go_ahead(what: str, *, changes: bool, dry_run: bool) -> bool:
+    """Whether to apply the printed plan; says why not."""
+    if not changes:
+        print(f"setup {what}: nothing to change")
+    elif dry_run:
+        print(f"setup {what}: dry run, nothing changed")
+    return changes and not dry_run
 
 
 def pushed_label_keys(environ: Mapping[str, str]) -> tuple[list[str], str]:
