@@ -30,7 +30,7 @@ from workers.provision.moost_api import MoostApi
 from workers.provision.spot_api import SpotApi
 from workers.provision.spot_ids import SpotIds
 from workers.translate.mapping import Mapping
-from workers.translate.payloads import Skipped, is_backfilled, is_old, to_moost, to_spot
+from workers.translate.payloads import is_backfilled, is_old, to_moost, to_spot
 from workers.translate.readings import UnreadableEvent, readings_of
 
 log = logging.getLogger("workers.forward")
@@ -219,20 +219,17 @@ class SpotDestination:
     def deliver(
         self, push: dict[str, Any], *, event_id: str, now: float, replay: bool = False, deadline: float | None = None
     ) -> Outcome:
-        rule = self._mapping.spot_rule(_event_type(push))
-        if rule.sync:
+        event_type = _event_type(push)
+        if self._mapping.spot_rule(event_type).sync:
             return self._devices.labels_changed(push, deadline=deadline)
         integration, recorded = self._ids.current()
-        if not integration and rule.skip is None:
-            # Kept for retries (and then as a dead letter to replay): deliverable once setup has run.
-            return Outcome("retry", "spot-not-set-up")
-        try:
-            bodies = to_spot(push, self._mapping_with(recorded))
-        except Skipped as skipped:
-            if skipped.reason != "spot-type-not-set":
-                raise
-            # Forwarded, but setup has made no event type for it (or Redis lost the record): wait for setup.
-            return Outcome("retry", "spot-type-not-set-up")
+        mapping = self._mapping_with(recorded)
+        rule = mapping.spot_rule(event_type)
+        if rule.skip is None and not (integration and rule.event_type_id):
+            # Forwarded, but setup has not run (or Redis lost its record): kept for retries, then as a
+            # dead letter to replay, so it is delivered once setup has run.
+            return Outcome("retry", "spot-type-not-set-up" if integration else "spot-not-set-up")
+        bodies = to_spot(push, mapping)
         url = f"{self._base}/{integration}/events"
         posts: list[tuple[str, Any]]
         if (replay or is_backfilled(push)) and bodies and all("integration_device_id" in b for b in bodies):
