@@ -22,7 +22,7 @@ from typing import Any
 
 from redis import Redis
 
-from workers.deliver.send import Outcome
+from workers.deliver.send import Outcome, classify
 from workers.provision.http import ApiError
 from workers.provision.moost_api import MoostApi
 from workers.provision.moost_devices import VENDOR, DtDevice, building_body, building_of, moost_device
@@ -65,13 +65,11 @@ def device_after(push: dict[str, Any], labels: dict[str, str]) -> DtDevice:
     )
 
 
-def api_outcome(exc: ApiError, destination: str) -> Outcome:
-    """A failed management call as a delivery outcome. Pure."""
+def api_outcome(exc: ApiError, destination: str, *, now: float) -> Outcome:
+    """A failed management call as a delivery outcome, by the rules deliveries follow (``classify``). Pure."""
     if exc.status is None:
         return Outcome("retry", f"{destination}-unreachable")
-    if exc.status in (408, 425, 429) or exc.status >= 500:
-        return Outcome("retry", f"http-{exc.status}", exc.status)
-    return Outcome("failed", f"http-{exc.status}", exc.status, excerpt=str(exc)[:500])
+    return classify(exc.status, {}, str(exc), now=now)
 
 
 class MoostDeviceSync:
@@ -113,7 +111,7 @@ class MoostDeviceSync:
                 api.create_building(body)
             write(target, [entry])
         except ApiError as exc:
-            return api_outcome(exc, "moost")
+            return api_outcome(exc, "moost", now=time.time())
         return Outcome("delivered", "device-synced")
 
 
@@ -141,7 +139,7 @@ class SpotDeviceSync:
             if spot_device.get("name") != name:
                 api.rename_device(integration, int(spot_device["id"]), name)
         except ApiError as exc:
-            return api_outcome(exc, "spot")
+            return api_outcome(exc, "spot", now=time.time())
         return Outcome("delivered", "device-synced")
 
     def _spot_device(

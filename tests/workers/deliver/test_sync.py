@@ -93,3 +93,16 @@ def test_a_stalled_moost_cannot_hold_the_job_past_its_deadline(
     started = time.monotonic()
     assert isinstance(forward("moost", body, 1.0), Retry)
     assert time.monotonic() - started < 3  # the job's timeout; the stand-in would have held it 10 s
+
+
+@pytest.mark.parametrize(
+    ("status", "kind", "reason"),
+    [(None, "retry", "moost-unreachable"), (429, "retry", "http-429"), (503, "retry", "http-503"),
+     (400, "failed", "http-400"), (404, "failed", "http-404")],
+)  # fmt: skip
+def test_management_errors_follow_the_delivery_rules(status: int | None, kind: str, reason: str):
+    from workers.deliver.sync import api_outcome
+    from workers.provision.http import ApiError
+
+    outcome = api_outcome(ApiError("MOOST GET /buildings/v1: HTTP x", status), "moost", now=0.0)
+    assert (outcome.kind, outcome.reason, outcome.status) == (kind, reason, status)
