@@ -195,18 +195,20 @@ def _forwarded_types(mapping: WorkerMapping, settings: Settings) -> set[str]:
 def _moost(
     settings: Settings, mapping: WorkerMapping, redis: Redis, devices: list[dict[str, Any]] | None
 ) -> list[Verdict]:
+    from connector.cli.setup import moost_tokens
     from workers.provision.http import ApiError
-    from workers.provision.moost_api import MoostApi, fetch_token
+    from workers.provision.moost_api import MoostApi
 
+    tokens = moost_tokens(settings, redis)
     try:
-        token = fetch_token(settings.moost_base_url, settings.moost_client_id, settings.moost_client_secret)
+        token = tokens.require(renew=True)  # a new one: the credentials themselves are checked
     except ApiError as exc:
         if exc.status == 401:
             return [Verdict("MOOST", "FAIL", "MOOST refuses the client credentials (401)",
                             "check MOOST_CLIENT_ID and MOOST_CLIENT_SECRET (MOOST Admin Portal, Settings)")]
         return [Verdict("MOOST", "FAIL", f"no token: {exc}", "check MOOST_BASE_URL; retry later if MOOST is down")]
     verdicts = [_moost_customer(token, settings.moost_customer_id)]
-    api = MoostApi(settings.moost_base_url, lambda: token)
+    api = MoostApi(settings.moost_base_url, lambda: token, renew=tokens.renewed)
     verdicts += _guard("MOOST", "retry later; check the credentials' rights",
                        lambda: _moost_buildings(api, mapping, settings, devices))  # fmt: skip
     return verdicts

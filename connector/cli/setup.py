@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import click
+import requests
 
 from connector.cli.environment import tool_environ
 from connector.dt.api import DtApi, DtApiError
@@ -23,6 +24,8 @@ from connector.settings import DtApiSettings, Settings
 if TYPE_CHECKING:
     from redis import Redis
 
+    from workers.deliver.destinations import MoostTokens
+    from workers.provision.moost_api import MoostApi
     from workers.translate.mapping import Mapping as WorkerMapping
 
 
@@ -88,7 +91,6 @@ def run_setup_spot(environ: Mapping[str, str], *, dry_run: bool, name: str) -> i
 
 def run_setup_moost(environ: Mapping[str, str], *, dry_run: bool) -> int:
     from workers.provision.http import ApiError
-    from workers.provision.moost_api import MoostApi, fetch_token
     from workers.provision.moost_devices import DtDevice
     from workers.provision.moost_setup import MoostSetup
 
@@ -100,10 +102,7 @@ def run_setup_moost(environ: Mapping[str, str], *, dry_run: bool) -> int:
                           "DT_SERVICE_ACCOUNT_SECRET, DT_SERVICE_ACCOUNT_EMAIL and DT_PROJECT_ID")  # fmt: skip
     try:
         devices = [DtDevice.from_api(d) for d in DtApi(DtApiSettings.from_env(environ)).devices()]
-        token = fetch_token(settings.moost_base_url, settings.moost_client_id, settings.moost_client_secret)
-        moost = MoostSetup(
-            MoostApi(settings.moost_base_url, lambda: token), redis, mapping, customer_id=settings.moost_customer_id
-        )
+        moost = MoostSetup(_moost_api(settings, redis), redis, mapping, customer_id=settings.moost_customer_id)
         plan = moost.plan(devices)
         registered = sum(len(step.devices) for step in plan.steps if step.action != "blocked")
         print(f"MOOST: {len(devices)} DT devices; {registered} belong in {len(plan.steps)} building(s)")
@@ -147,6 +146,21 @@ def pushed_label_keys(environ: Mapping[str, str]) -> tuple[list[str], str]:
         except DtApiError as exc:
             print(f"warning: could not read the Data Connector's labels ({exc}); using the mapping's", file=sys.stderr)
     return label_keys("", environ), "the mapping's, as `connector create` sets them"
+
+
+def moost_tokens(settings: Settings, redis: Redis) -> MoostTokens:
+    """MOOST's token as the workers get and share it (through Redis)."""
+    from workers.deliver.destinations import MoostTokens
+    from workers.provision.http import DEFAULT_TIMEOUT_S
+
+    return MoostTokens(redis, settings, requests.Session(), DEFAULT_TIMEOUT_S)
+
+
+def _moost_api(settings: Settings, redis: Redis) -> MoostApi:
+    from workers.provision.moost_api import MoostApi
+
+    tokens = moost_tokens(settings, redis)
+    return MoostApi(settings.moost_base_url, tokens.require, renew=tokens.renewed)
 
 
 def _context(environ: Mapping[str, str]) -> tuple[Settings, WorkerMapping, Redis]:

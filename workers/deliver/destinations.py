@@ -90,16 +90,22 @@ class MoostTokens:
     def __repr__(self) -> str:
         return "MoostTokens(<hidden>)"
 
-    def require(self) -> str:
-        """A valid token for management calls.
+    def require(self, *, renew: bool = False) -> str:
+        """A valid token for management calls (``renew``: a new one, not the shared one).
 
         Raises:
-            ApiError: none could be had (the reason, never a credential).
+            ApiError: none could be had (the reason, never a credential; status 401 when MOOST refused
+                the client credentials).
         """
-        token = self.get()
+        token = self.get(renew=renew)
         if isinstance(token, Outcome):
-            raise ApiError(f"MOOST token: {token.reason}", token.status)
+            status = f" (HTTP {token.status})" if token.status else ""
+            raise ApiError(f"MOOST token: {token.reason}{status}", token.status)
         return token
+
+    def renewed(self) -> str:
+        """``require(renew=True)``: what management calls use after a 401."""
+        return self.require(renew=True)
 
     def get(self, *, renew: bool = False, deadline: float | None = None) -> str | Outcome:
         """A valid token, or the ``Outcome`` explaining why none could be had."""
@@ -275,7 +281,7 @@ def build_destinations(
             built[name] = LogDestination()
         elif name == "moost":
             tokens = MoostTokens(redis, settings, sender.session, sender.timeout_s)
-            api = MoostApi(settings.moost_base_url, tokens.require, session=sender.session)
+            api = MoostApi(settings.moost_base_url, tokens.require, renew=tokens.renewed, session=sender.session)
             devices = MoostDeviceSync(api, redis, mapping, customer_id=settings.moost_customer_id)
             built[name] = MoostDestination(settings, mapping, sender, tokens, devices)
         elif name == "spot":

@@ -30,7 +30,8 @@ class ApiError(Exception):
 
 
 class JsonApi:
-    """Calls under ``base_url`` with a bearer token from ``token()`` (asked for on every call)."""
+    """Calls under ``base_url`` with a bearer token from ``token()`` (asked for on every call). With
+    ``renew``, a 401 is answered by one more try with ``renew()``'s token (expired or revoked early)."""
 
     def __init__(
         self,
@@ -38,11 +39,13 @@ class JsonApi:
         token: Callable[[], str],
         *,
         name: str,
+        renew: Callable[[], str] | None = None,
         session: requests.Session | None = None,
         timeout_s: tuple[float, float] = DEFAULT_TIMEOUT_S,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._token = token
+        self._renew = renew
         self._name = name
         self._session = session or requests.Session()
         self._timeout_s = timeout_s
@@ -72,16 +75,9 @@ class JsonApi:
         Raises:
             ApiError: no answer, or any other status (its body's first 200 characters in the message).
         """
-        timeout = timeouts_within(self._timeout_s, self._deadline, now=time.monotonic())
-        if timeout is None:
-            raise ApiError(f"{self._name} {method} {path}: the job's deadline came first")
-        headers = {"Authorization": f"Bearer {self._token()}"}
-        try:
-            response = self._session.request(
-                method, self.base_url + path, json=json, params=params, headers=headers, timeout=timeout
-            )
-        except requests.RequestException as exc:
-            raise ApiError(f"{self._name} {method} {path}: {type(exc).__name__} (unreachable)") from None
+        response = self._send(method, path, self._token(), json=json, params=params)
+        if response.status_code == 401 and self._renew is not None:
+            response = self._send(method, path, self._renew(), json=json, params=params)
         if response.status_code not in ok:
             raise ApiError(
                 f"{self._name} {method} {path}: HTTP {response.status_code}: {response.text[:200]}",
@@ -93,3 +89,17 @@ class JsonApi:
             return response.status_code, response.json()
         except ValueError:
             raise ApiError(f"{self._name} {method} {path}: answer is not JSON", response.status_code) from None
+
+    def _send(
+        self, method: str, path: str, token: str, *, json: Any, params: Mapping[str, Any] | None
+    ) -> requests.Response:
+        timeout = timeouts_within(self._timeout_s, self._deadline, now=time.monotonic())
+        if timeout is None:
+            raise ApiError(f"{self._name} {method} {path}: the job's deadline came first")
+        headers = {"Authorization": f"Bearer {token}"}
+        try:
+            return self._session.request(
+                method, self.base_url + path, json=json, params=params, headers=headers, timeout=timeout
+            )
+        except requests.RequestException as exc:
+            raise ApiError(f"{self._name} {method} {path}: {type(exc).__name__} (unreachable)") from None

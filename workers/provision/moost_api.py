@@ -13,40 +13,22 @@ from typing import Any
 
 import requests
 
-from workers.provision.http import DEFAULT_TIMEOUT_S, ApiError, JsonApi
-
-
-def fetch_token(
-    base_url: str, client_id: str, client_secret: str, *, session: requests.Session | None = None
-) -> str:
-    """A MOOST bearer token for the client credentials.
-
-    Raises:
-        ApiError: 401 when MOOST refuses the credentials; other statuses; no answer.
-    """
-    session = session or requests.Session()
-    path = "/auth/token/v1"
-    try:
-        response = session.get(
-            base_url.rstrip("/") + path,
-            params={"clientId": client_id, "clientSecret": client_secret},
-            timeout=DEFAULT_TIMEOUT_S,
-        )
-    except requests.RequestException as exc:
-        raise ApiError(f"MOOST GET {path}: {type(exc).__name__} (unreachable)") from None
-    if response.status_code != 200:
-        raise ApiError(f"MOOST GET {path}: HTTP {response.status_code}", response.status_code)
-    try:
-        return str(response.json()["access_token"])
-    except (ValueError, KeyError, TypeError):
-        raise ApiError(f"MOOST GET {path}: answer has no access_token", 200) from None
+from workers.provision.http import ApiError, JsonApi
 
 
 class MoostApi:
-    """MOOST building calls with a bearer token from ``token()``."""
+    """MOOST building calls with a bearer token from ``token()`` (``renew()`` after a 401): the token
+    deliveries use (``workers.deliver.destinations.MoostTokens``)."""
 
-    def __init__(self, base_url: str, token: Callable[[], str], *, session: requests.Session | None = None) -> None:
-        self._api = JsonApi(base_url, token, name="MOOST", session=session)
+    def __init__(
+        self,
+        base_url: str,
+        token: Callable[[], str],
+        *,
+        renew: Callable[[], str] | None = None,
+        session: requests.Session | None = None,
+    ) -> None:
+        self._api = JsonApi(base_url, token, name="MOOST", renew=renew, session=session)
 
     def within(self, deadline: float | None) -> MoostApi:
         """The same client with calls cut to end by ``deadline`` (see ``JsonApi.within``)."""

@@ -106,3 +106,14 @@ def test_management_errors_follow_the_delivery_rules(status: int | None, kind: s
 
     outcome = api_outcome(ApiError("MOOST GET /buildings/v1: HTTP x", status), "moost", now=0.0)
     assert (outcome.kind, outcome.reason, outcome.status) == (kind, reason, status)
+
+
+def test_a_revoked_shared_token_is_renewed_once(provision_env: dict[str, str], redis: Redis,
+                                                moost_server: MoostStandIn):  # fmt: skip
+    building(moost_server, "site-1", ENTRY)
+    redis.set("dt:moost:token", "revoked-token", ex=600)
+    body = labels_changed("t1", {"name": "Renamed", "moost_building": "site-1"}, modified={"name": "Renamed"})
+    assert forward("moost", body, 1.0) == "delivered"
+    assert moost_server.state.buildings["site-1"]["devices"][0]["name"] == "Renamed"
+    assert redis.get("dt:moost:token") not in (None, b"revoked-token")
+    assert moost_server.state.tokens_issued == 1

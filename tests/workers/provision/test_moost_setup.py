@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from redis import Redis
 
 from connector.cli.main import main
+from connector.cli.setup import moost_tokens
+from connector.settings import Settings
 from tests.support.downstream_standins import MoostStandIn
 from tests.support.dt_standin import DtStandIn
-from tests.support.samples import CLIENT_SECRET, CUSTOMER
-from workers.provision.moost_api import MoostApi, fetch_token
+from tests.support.samples import CUSTOMER
+from workers.provision.moost_api import MoostApi
 from workers.provision.moost_devices import DtDevice
 from workers.provision.moost_setup import MoostSetup
 from workers.translate.mapping import load_mapping
@@ -47,8 +51,9 @@ def test_existing_building_keeps_devices_registered_by_others_even_meanwhile(
     add(dt_server, "dev-1", name="One", moost_building="site-1")
     moost_server.state.buildings["site-1"] = {"customerBuildingId": "site-1", "customerId": CUSTOMER, "zip": "8001",
                                               "city": "Zurich", "countryCode": "CH", "devices": [THEIRS]}  # fmt: skip
-    token = fetch_token(moost_server.url, moost_server.client_id, CLIENT_SECRET)
-    setup = MoostSetup(MoostApi(moost_server.url, lambda: token), redis, load_mapping(), customer_id=CUSTOMER)
+    tokens = moost_tokens(Settings.from_env(os.environ), redis)
+    api = MoostApi(moost_server.url, tokens.require, renew=tokens.renewed)
+    setup = MoostSetup(api, redis, load_mapping(), customer_id=CUSTOMER)
     plan = setup.plan([DtDevice.from_api(d) for d in dt_server.state.devices])
     late = {**THEIRS, "id": "meter-2"}
     moost_server.state.buildings["site-1"]["devices"].append(late)  # registered after the plan was read
@@ -63,7 +68,8 @@ def test_refused_credentials_and_missing_dt_access(
     monkeypatch.setenv("MOOST_CLIENT_SECRET", "not-the-secret")
     assert main(["setup", "moost"]) == 1
     err = capsys.readouterr().err
-    assert "HTTP 401 (check MOOST_CLIENT_ID and MOOST_CLIENT_SECRET)" in err and "not-the-secret" not in err
+    assert "moost-credentials-rejected (HTTP 401) (check MOOST_CLIENT_ID and MOOST_CLIENT_SECRET)" in err
+    assert "not-the-secret" not in err
     monkeypatch.delenv("DT_SERVICE_ACCOUNT_KEY_ID")
     assert main(["setup", "moost"]) == 2
     assert "setup moost reads your devices from DT" in capsys.readouterr().err
