@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Self
 
 import requests
 
@@ -103,3 +103,18 @@ class JsonApi:
             )
         except requests.RequestException as exc:
             raise ApiError(f"{self._name} {method} {path}: {type(exc).__name__} (unreachable)") from None
+
+
+class ApiClient:
+    """Base of the MOOST and Spot AI clients: their calls go through ``self._api``."""
+
+    _api: JsonApi
+
+    def within(self, deadline: float | None) -> Self:
+        """The same client with calls cut to end by ``deadline`` (see ``JsonApi.within``)."""
+        bounded = copy.copy(self)
+        bounded._api = self._api.within(deadline)
+        return bounded
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._api.base_url})"

@@ -6,17 +6,16 @@ write under the building's lock (``moost_sync.building_lock``).
 
 from __future__ import annotations
 
-import copy
 import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
 import requests
 
-from workers.provision.http import ApiError, JsonApi
+from workers.provision.http import ApiClient, ApiError, JsonApi
 
 
-class MoostApi:
+class MoostApi(ApiClient):
     """MOOST building calls with a bearer token from ``token()`` (``renew()`` after a 401): the token
     deliveries use (``workers.deliver.destinations.MoostTokens``)."""
 
@@ -29,15 +28,6 @@ class MoostApi:
         session: requests.Session | None = None,
     ) -> None:
         self._api = JsonApi(base_url, token, name="MOOST", renew=renew, session=session)
-
-    def within(self, deadline: float | None) -> MoostApi:
-        """The same client with calls cut to end by ``deadline`` (see ``JsonApi.within``)."""
-        bounded = copy.copy(self)
-        bounded._api = self._api.within(deadline)
-        return bounded
-
-    def __repr__(self) -> str:
-        return f"MoostApi({self._api.base_url})"
 
     def buildings(self) -> list[dict[str, Any]]:
         """Every building of the customer, with its devices."""

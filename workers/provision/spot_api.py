@@ -6,31 +6,21 @@ lists are cursor-paged (``cursor``/``limit`` ≤ 100, answers ``{<items>, prev, 
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterator
 from typing import Any
 
 import requests
 
-from workers.provision.http import ApiError, JsonApi
+from workers.provision.http import ApiClient, ApiError, JsonApi
 
 PAGE_LIMIT = 100
 
 
-class SpotApi:
+class SpotApi(ApiClient):
     """Spot AI calls with one API key."""
 
     def __init__(self, base_url: str, api_key: str, *, session: requests.Session | None = None) -> None:
         self._api = JsonApi(base_url, lambda: api_key, name="Spot AI", session=session)
-
-    def within(self, deadline: float | None) -> SpotApi:
-        """The same client with calls cut to end by ``deadline`` (see ``JsonApi.within``)."""
-        bounded = copy.copy(self)
-        bounded._api = self._api.within(deadline)
-        return bounded
-
-    def __repr__(self) -> str:
-        return f"SpotApi({self._api.base_url})"
 
     # ---- integrations --------------------------------------------------------------------------
 
