@@ -253,7 +253,7 @@ def _mapping(environ: Mapping[str, str]) -> WorkerMapping:
     return load_mapping(environ.get("CONNECTOR_MAPPING", "").strip())
 
 
-def _pushed_label_keys(api: DtApi, environ: Mapping[str, str]) -> tuple[list[str], str]:
+def pushed_label_keys_of(api: DtApi, environ: Mapping[str, str]) -> tuple[list[str], str]:
     """The label keys live pushes carry: the Data Connector's (``DT_CONNECTOR_ID``), else what
     ``connector create`` would set (the mapping's)."""
     connector_id = api.settings.connector_id
@@ -273,9 +273,7 @@ def _event_filter(text: str | None, environ: Mapping[str, str]) -> list[str]:
     if not text or text == "all":
         return []  # DT: an empty list means every event type
     if text == "mapped":
-        mapping = _mapping(environ)
-        forwarded = {t for t, rule in mapping.moost.items() if rule.skip is None}
-        forwarded |= {t for t, rule in mapping.spot.items() if rule.skip is None}  # ids: mapping's or setup's
+        forwarded = _mapping(environ).forwarded_types()
         return [t for t in DT_EVENT_TYPES if t in forwarded]
     return _event_types(text)
 
@@ -345,7 +343,7 @@ def run_backfill(args: Any, environ: Mapping[str, str], api: DtApi | None = None
     redis = connect(settings.redis_url, timeout_s=settings.redis_timeout_s, tls_verify=settings.redis_tls_verify)
     enqueuer = build_enqueuer(settings, redis)
     spec = f"since={args.since}" if args.since else f"from={args.start}|to={args.end or ''}"
-    keys, keys_from = _pushed_label_keys(api, environ)
+    keys, keys_from = pushed_label_keys_of(api, environ)
     run = Backfill(
         api, enqueuer, redis, begin=begin, end=end, device_id=args.device, spec=spec, label_keys=keys, clock=time.time
     )

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import click
 import jwt
 
+from connector.cli.commands import label_keys
 from connector.cli.environment import tool_environ
 from connector.dt.api import DtApi, DtApiError
 from connector.events import DT_EVENT_TYPES
@@ -35,6 +36,8 @@ from connector.settings import DtApiSettings, Settings, env_text
 if TYPE_CHECKING:
     from redis import Redis
 
+    from workers.provision.moost_api import MoostApi
+    from workers.provision.spot_api import SpotApi
     from workers.translate.mapping import Mapping as WorkerMapping
 
 Level = Literal["ok", "warn", "FAIL"]
@@ -74,17 +77,20 @@ def run_doctor(environ: Mapping[str, str], *, url: str | None = None) -> list[Ve
     redis = connect(settings.redis_url, timeout_s=settings.redis_timeout_s, tls_verify=settings.redis_tls_verify)
     verdicts = [_redis(redis)]
     devices: list[dict[str, Any]] | None = None
+    connector: dict[str, Any] | None = None
     dt_api = DtApi(DtApiSettings.from_env(environ)) if DtApiSettings.configured(environ) else None
     if dt_api is None:
         verdicts.append(Verdict("DT", "warn", "DT's REST API is not configured, so the Data Connector and devices "
                                 "are not checked", "set DT_SERVICE_ACCOUNT_KEY_ID, _SECRET, _EMAIL and DT_PROJECT_ID"))
     else:
-        devices, found = _dt(dt_api, mapping, settings, environ, url)
+        devices, connector, found = _dt(dt_api, mapping, settings, environ, url)
         verdicts += found
     if "moost" in settings.destinations:
         verdicts += _moost(settings, mapping, redis, devices)
     if "spot" in settings.destinations:
-        verdicts += _spot(settings, mapping, redis, environ)
+        # The labels pushes carry: the Data Connector's (as read above), else what `connector create` sets.
+        keys = [str(k) for k in connector.get("labels") or []] if connector is not None else label_keys("", environ)
+        verdicts += _spot(settings, mapping, redis, keys)
     if not {"moost", "spot"} & set(settings.destinations):
         verdicts.append(Verdict("fwd", "warn", f"forwarding only to {', '.join(settings.destinations)}",
                                 "set MOOST_* or SPOT_API_KEY to forward to MOOST or Spot AI"))  # fmt: skip
@@ -115,30 +121,32 @@ def _redis(redis: Redis) -> Verdict:
 
 def _dt(
     api: DtApi, mapping: WorkerMapping, settings: Settings, environ: Mapping[str, str], url: str | None
-) -> tuple[list[dict[str, Any]] | None, list[Verdict]]:
+) -> tuple[list[dict[str, Any]] | None, dict[str, Any] | None, list[Verdict]]:
+    """DT's verdicts, with the device list and the Data Connector when they could be read."""
     project = api.settings.project_id
     try:
         devices = list(api.devices())
     except DtApiError as exc:
         fix = "check DT_SERVICE_ACCOUNT_* and DT_PROJECT_ID; the account needs a role in the project"
-        return None, [Verdict("DT", "FAIL", f"the service account cannot read project {project}: {exc}", fix)]
+        return None, None, [Verdict("DT", "FAIL", f"the service account cannot read project {project}: {exc}", fix)]
     verdicts = [Verdict("DT", "ok", f"the service account reads project {project} ({len(devices)} devices)")]
     connector_id = api.settings.connector_id
     if not connector_id:
         verdicts.append(Verdict("DT", "warn", "DT_CONNECTOR_ID is not set, so the Data Connector is not checked",
                                 "set DT_CONNECTOR_ID (dt-connector connector create prints it)"))  # fmt: skip
-        return devices, verdicts
-    verdicts += _guard("DT", "check DT_CONNECTOR_ID", lambda: _data_connector(api, connector_id, mapping, settings,
-                                                                              environ, url))  # fmt: skip
-    return devices, verdicts
+        return devices, None, verdicts
+    try:
+        connector = api.get_connector(connector_id)
+    except DtApiError as exc:
+        return devices, None, [*verdicts, Verdict("DT", "FAIL", str(exc), "check DT_CONNECTOR_ID")]
+    return devices, connector, verdicts + _data_connector(connector_id, connector, mapping, settings, environ, url)
 
 
 
 def _data_connector(
-    api: DtApi, connector_id: str, mapping: WorkerMapping, settings: Settings, environ: Mapping[str, str],
-    url: str | None,
+    connector_id: str, connector: dict[str, Any], mapping: WorkerMapping, settings: Settings,
+    environ: Mapping[str, str], url: str | None,
 ) -> list[Verdict]:  # fmt: skip
-    connector = api.get_connector(connector_id)
     verdicts = []
     status = connector.get("status", "ACTIVE")
     if status != "ACTIVE":
@@ -166,7 +174,7 @@ def _data_connector(
     else:
         verdicts.append(Verdict("DT", "ok", "the Data Connector forwards the labels the mapping reads"))
     chosen = set(connector.get("events") or [])  # empty: every type
-    mapped = _forwarded_types(mapping, settings)
+    mapped = mapping.forwarded_types(settings.destinations)
     left_out = [t for t in DT_EVENT_TYPES if t in mapped and chosen and t not in chosen]
     if left_out:
         verdicts.append(Verdict("DT", "warn", f"the Data Connector leaves out {', '.join(left_out)}, which the "
@@ -178,15 +186,6 @@ def _data_connector(
 def _heroku_url(environ: Mapping[str, str]) -> str | None:
     domain = env_text(environ, "HEROKU_APP_DEFAULT_DOMAIN_NAME")
     return f"https://{domain}/dt/events" if domain else None
-
-
-def _forwarded_types(mapping: WorkerMapping, settings: Settings) -> set[str]:
-    types: set[str] = set()
-    if "moost" in settings.destinations:
-        types |= {t for t, rule in mapping.moost.items() if rule.skip is None}
-    if "spot" in settings.destinations:
-        types |= {t for t, rule in mapping.spot.items() if rule.skip is None}
-    return types
 
 
 # ---- MOOST --------------------------------------------------------------------------------------
@@ -228,7 +227,7 @@ def _moost_customer(token: str, customer_id: str) -> Verdict:
 
 
 def _moost_buildings(
-    api: Any, mapping: WorkerMapping, settings: Settings, devices: list[dict[str, Any]] | None
+    api: MoostApi, mapping: WorkerMapping, settings: Settings, devices: list[dict[str, Any]] | None
 ) -> list[Verdict]:
     from workers.provision.moost_devices import DtDevice
     from workers.provision.moost_setup import plan_buildings
@@ -245,7 +244,7 @@ def _moost_buildings(
             verdicts.append(Verdict("MOOST", "FAIL", f"building {step.building!r} does not exist: events of its "
                                     f"{len(step.devices)} device(s) are refused", fix))  # fmt: skip
         elif step.action == "update":
-            verdicts.append(Verdict("MOOST", "warn", step.describe().replace("device set up to date", "") +
+            verdicts.append(Verdict("MOOST", "warn", step.describe() +
                                     " in its device set", "dt-connector setup moost"))  # fmt: skip
     if not verdicts:
         count = sum(len(step.devices) for step in plan.steps)
@@ -256,20 +255,19 @@ def _moost_buildings(
 # ---- Spot AI ------------------------------------------------------------------------------------
 
 
-def _spot(settings: Settings, mapping: WorkerMapping, redis: Redis, environ: Mapping[str, str]) -> list[Verdict]:
+def _spot(settings: Settings, mapping: WorkerMapping, redis: Redis, keys: list[str]) -> list[Verdict]:
     from workers.provision.spot_api import SpotApi
 
     api = SpotApi(settings.spot_base_url, settings.spot_api_key)
     return _guard("Spot", "check SPOT_API_KEY and SPOT_BASE_URL", lambda: _spot_checks(api, settings, mapping,
-                                                                                       redis, environ))  # fmt: skip
+                                                                                       redis, keys))  # fmt: skip
 
 
 def _spot_checks(
-    api: Any, settings: Settings, mapping: WorkerMapping, redis: Redis, environ: Mapping[str, str]
+    api: SpotApi, settings: Settings, mapping: WorkerMapping, redis: Redis, keys: list[str]
 ) -> list[Verdict]:
     import jsonschema
 
-    from connector.cli.setup import pushed_label_keys
     from workers.provision import spot_ids
     from workers.translate.spot_schema import differences, event_type_body, example_attributes, forwarded_to_spot
 
@@ -284,7 +282,6 @@ def _spot_checks(
     verdicts = [Verdict("Spot", "ok", f"integration {integration} {found.get('name', '')!r} exists")]
     existing = {int(t["id"]): t for t in api.event_types(integration)}
     effective = mapping.with_spot_ids(spot_ids.recorded_event_types(redis, integration))
-    keys, _ = pushed_label_keys(environ)
     stale, good = [], 0
     for event_type in forwarded_to_spot(mapping):
         rule = effective.spot[event_type]

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import click
 import requests
 
+from connector.cli.commands import label_keys, pushed_label_keys_of
 from connector.cli.environment import tool_environ
 from connector.dt.api import DtApi, DtApiError
 from connector.errors import ConfigError
@@ -57,7 +58,7 @@ def run_setup_spot(environ: Mapping[str, str], *, dry_run: bool, name: str) -> i
     settings, mapping, redis = _context(environ)
     if not settings.spot_api_key:
         raise ConfigError("SPOT_API_KEY is not set (setup spot works with your Spot AI API key)")
-    keys, keys_from = pushed_label_keys(environ)
+    keys, keys_from = _pushed_label_keys(environ)
     spot = SpotSetup(
         SpotApi(settings.spot_base_url, settings.spot_api_key), redis, mapping,
         configured_integration=settings.spot_integration_id,
@@ -136,13 +137,11 @@ def _go_ahead(what: str, *, changes: bool, dry_run: bool) -> bool:
     return changes and not dry_run
 
 
-def pushed_label_keys(environ: Mapping[str, str]) -> tuple[list[str], str]:
+def _pushed_label_keys(environ: Mapping[str, str]) -> tuple[list[str], str]:
     """The label keys live pushes carry (the Data Connector's when DT's API is configured)."""
-    from connector.cli.commands import _pushed_label_keys, label_keys
-
     if DtApiSettings.configured(environ):
         try:
-            return _pushed_label_keys(DtApi(DtApiSettings.from_env(environ)), environ)
+            return pushed_label_keys_of(DtApi(DtApiSettings.from_env(environ)), environ)
         except DtApiError as exc:
             print(f"warning: could not read the Data Connector's labels ({exc}); using the mapping's", file=sys.stderr)
     return label_keys("", environ), "the mapping's, as `connector create` sets them"

@@ -10,6 +10,7 @@ label in DT Studio, not a code change; a new DT event type needs a line here.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -182,6 +183,15 @@ class Mapping:
 
     def spot_rule(self, event_type: str) -> SpotRule:
         return self.spot.get(event_type) or SpotRule(skip=f"{event_type} is not in the mapping")
+
+    def forwarded_types(self, destinations: Iterable[str] = ("moost", "spot")) -> set[str]:
+        """The DT event types the mapping does not skip at any of ``destinations`` (syncs included)."""
+        rules: list[dict[str, MoostRule] | dict[str, SpotRule]] = []
+        if "moost" in destinations:
+            rules.append(self.moost)
+        if "spot" in destinations:  # ids: the mapping's or setup's
+            rules.append(self.spot)
+        return {event_type for table in rules for event_type, rule in table.items() if rule.skip is None}
 
     def with_spot_ids(self, recorded: dict[str, int]) -> Mapping:
         """This mapping with ``recorded`` Spot event type ids (``setup spot``'s) where it gives none:
