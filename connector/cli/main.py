@@ -33,7 +33,7 @@ from connector.cli.doctor import doctor
 from connector.cli.environment import STATE_DIR
 from connector.cli.failed import failed
 from connector.cli.setup import setup
-from connector.dev.embedded_redis import URL_FILE, EmbeddedRedis, announce
+from connector.dev.embedded_redis import EmbeddedRedis
 from connector.dev.ngrok import NgrokError
 from connector.dev.secret import ensure_dev_secret
 from connector.errors import ConfigError
@@ -181,9 +181,9 @@ def run_dev(*, port: int, host: str, state_dir: Path, ngrok: bool = False) -> in
         find_binary(env)  # before anything starts
     redis: EmbeddedRedis | None = None
     if not env.get("REDIS_URL"):
-        redis = EmbeddedRedis(persist_dir=state_dir / "redis").start()
+        # Announced in the state directory for setup, doctor, failed and backfill in another terminal.
+        redis = EmbeddedRedis(persist_dir=state_dir / "redis", announce_dir=state_dir).start()
         env["REDIS_URL"] = redis.url
-        announce(state_dir, redis.url)  # for setup, doctor, failed, backfill in another terminal
         print(f"dt-connector dev: embedded Redis on {redis.url} (data in {state_dir / 'redis'})")
     if not (env.get("DT_SIGNATURE_SECRET") or env.get("DT_ORG_ID") or env.get("DT_ASYMMETRIC_SIGNATURE")):
         secret_file = ensure_dev_secret(state_dir)
@@ -194,7 +194,6 @@ def run_dev(*, port: int, host: str, state_dir: Path, ngrok: bool = False) -> in
     except ConfigError:
         if redis:
             redis.stop()
-            (state_dir / URL_FILE).unlink(missing_ok=True)
         raise
 
     children: list[subprocess.Popen[bytes]] = []
@@ -230,7 +229,6 @@ def run_dev(*, port: int, host: str, state_dir: Path, ngrok: bool = False) -> in
         _stop_all(children)
         if redis:
             redis.stop()
-            (state_dir / URL_FILE).unlink(missing_ok=True)
         print("dt-connector dev: stopped.", flush=True)
 
 

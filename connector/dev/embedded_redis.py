@@ -63,16 +63,25 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+URL_FILE = "redis-url"
+"""In ``dt-connector dev``'s state directory while its embedded Redis runs: the server's URL, so the
+other commands (``setup``, ``doctor``, ``failed``, ``backfill``) reach it from a second terminal."""
+
+
 class EmbeddedRedis:
     """A ``redis-server`` child process on 127.0.0.1; a context manager.
 
     ``persist_dir`` keeps an append-only file there (so a dev restart keeps the queue);
-    without it the server keeps nothing on disk.
+    without it the server keeps nothing on disk. ``announce_dir`` gets the server's URL in
+    ``URL_FILE`` while it runs (see :func:`announced_url`).
     """
 
-    def __init__(self, *, port: int | None = None, persist_dir: Path | None = None) -> None:
+    def __init__(
+        self, *, port: int | None = None, persist_dir: Path | None = None, announce_dir: Path | None = None
+    ) -> None:
         self.port = port or free_port()
         self.persist_dir = persist_dir
+        self.announce_dir = announce_dir
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -117,6 +126,9 @@ class EmbeddedRedis:
                     raise RuntimeError(f"redis-server exited with {self.process.returncode} on port {self.port}")
                 try:
                     client.ping()
+                    if self.announce_dir is not None:
+                        self.announce_dir.mkdir(parents=True, exist_ok=True)
+                        (self.announce_dir / URL_FILE).write_text(self.url + "\n")
                     return self
                 except RedisError:
                     if time.monotonic() > deadline:
@@ -136,6 +148,8 @@ class EmbeddedRedis:
                 self.process.kill()
                 self.process.wait()
         self.process = None
+        if self.announce_dir is not None:
+            (self.announce_dir / URL_FILE).unlink(missing_ok=True)
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
@@ -147,19 +161,6 @@ class EmbeddedRedis:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
-
-
-URL_FILE = "redis-url"
-"""In ``dt-connector dev``'s state directory while its embedded Redis runs: the server's URL, so the
-other commands (``setup``, ``doctor``, ``failed``, ``backfill``) reach it from a second terminal."""
-
-
-def announce(state_dir: Path, url: str) -> Path:
-    """Write ``url`` where :func:`announced_url` finds it; the caller removes the file when it stops."""
-    state_dir.mkdir(parents=True, exist_ok=True)
-    path = state_dir / URL_FILE
-    path.write_text(url + "\n")
-    return path
 
 
 def announced_url(state_dir: Path) -> str | None:
