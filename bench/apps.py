@@ -9,7 +9,7 @@
 Both answer with the receiver's 200 body and offer ``GET /healthz`` for the start-up
 probe. They are served with the project's gunicorn settings, exactly like the receiver::
 
-    gunicorn -c python:connector.gunicorn_config --bind 127.0.0.1:8000 'bench.apps:create_bare_app()'
+    gunicorn -c python:connector.web.gunicorn_config --bind 127.0.0.1:8000 'bench.apps:create_bare_app()'
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import os
 
 from flask import Flask, Response, request
 
-from connector.redis_conn import connect
-from connector.settings import DEFAULT_REDIS_TIMEOUT_S, DEFAULT_WEB_REDIS_CONNECTIONS
+from connector.core.redis_conn import connect
+from connector.core.settings import default_of
 
 _JSON = "application/json"
 _ACCEPTED = b'{"status":"accepted"}'
@@ -46,12 +46,13 @@ def create_bare_app() -> Flask:
 def create_durable_min_app(redis_url: str | None = None) -> Flask:
     """``POST /dt/events`` → read the body, ``SET bench:<pid>:<n> <body>``, 200.
 
-    Uses the receiver's Redis client settings (``connector.redis_conn.connect``, the same bounded
+    Uses the receiver's Redis client settings (``connector.core.redis_conn.connect``, the same bounded
     pool) so the two differ only in what they do per request. ``redis_url`` defaults to ``REDIS_URL``.
     """
     url = redis_url or os.environ["REDIS_URL"]
-    pool_size = int(os.environ.get("WEB_REDIS_CONNECTIONS") or DEFAULT_WEB_REDIS_CONNECTIONS)
-    redis = connect(url, timeout_s=DEFAULT_REDIS_TIMEOUT_S, max_connections=pool_size)  # as bounded as the receiver's
+    pool_size = int(os.environ.get("WEB_REDIS_CONNECTIONS") or default_of("WEB_REDIS_CONNECTIONS"))
+    # As bounded as the receiver's.
+    redis = connect(url, timeout_s=default_of("REDIS_TIMEOUT_S"), max_connections=pool_size)
     prefix = f"bench:{os.getpid()}:"
     counter = itertools.count()  # next() is atomic under the GIL: unique across threads
     app = Flask("bench.durable_min")

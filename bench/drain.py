@@ -3,7 +3,7 @@
 Everything runs here: an ``EmbeddedRedis``, and a MOOST stand-in on 127.0.0.1 in its own
 process (``bench.standin.LeanStandIn``: token endpoint plus ``POST /events/v1``,
 keep-alive, counting eventIds). Events
-are queued exactly as the receiver queues them (``connector.receive.enqueue.Enqueuer``, one job
+are queued exactly as the receiver queues them (``connector.core.enqueue.Enqueuer``, one job
 per event for destination ``moost``).
 
 1. **Drain ratio** — one worker process as the Procfile runs it (``workers.run.runner``, default
@@ -38,9 +38,9 @@ import psutil
 from redis import Redis
 
 from bench.standin import LeanStandIn
-from connector.dev.embedded_redis import EmbeddedRedis
-from connector.jobspec import RESULT_TTL_S, JobTemplate
-from connector.receive.enqueue import Enqueuer
+from connector.cli.dev.embedded_redis import EmbeddedRedis
+from connector.core.enqueue import Enqueuer
+from connector.core.jobspec import RESULT_TTL_S, JobTemplate
 
 REPO = Path(__file__).resolve().parents[1]
 CUSTOMER = "656730be2bc9719e6e5ed51d"
@@ -129,7 +129,7 @@ print(n, time.perf_counter() - t)
 _RUNNER = """
 import sys, time
 from redis import Redis
-from connector.settings import Settings
+from connector.core.settings import Settings
 from workers.run.dyno import build_runner
 settings = Settings.from_env()
 n = Redis.from_url(settings.redis_url).llen("rq:queue:dt-forward")

@@ -3,7 +3,7 @@
 Three apps run one after another under the project's gunicorn settings, against one local Redis:
 ``bare`` (Flask reads the body, 200), ``durable-min`` (reads the body and does one Redis ``SET``:
 the floor for any receiver that answers only after a durable write) and ``receiver``
-(``connector:create_app()``). Target::
+(``connector.web.app:create_app()``). Target::
 
     receiver req/s >= 0.85 x durable-min req/s, receiver p99 <= 2 x durable-min p99, no errors
 
@@ -45,10 +45,10 @@ from typing import IO, Any
 from redis import Redis
 
 from bench.pushes import PATH, PushFactory, write_pool
+from connector.cli.dev.embedded_redis import EmbeddedRedis, free_port
 from connector.cli.main import GUNICORN_CONFIG, web_command
-from connector.dev.embedded_redis import EmbeddedRedis, free_port
-from connector.keys import QUEUE_PREFIX, SEEN_PREFIX
-from connector.settings import DEFAULT_QUEUE
+from connector.core.keys import QUEUE_PREFIX, SEEN_PREFIX
+from connector.core.settings import default_of
 
 try:
     import psutil  # type: ignore[import-untyped, unused-ignore]
@@ -62,7 +62,7 @@ BARE, DURABLE_MIN, RECEIVER = "bare", "durable-min", "receiver"
 TARGETS: dict[str, str] = {
     BARE: "bench.apps:create_bare_app()",
     DURABLE_MIN: "bench.apps:create_durable_min_app()",
-    RECEIVER: "connector:create_app()",
+    RECEIVER: "connector.web.app:create_app()",
 }
 """Target name → gunicorn app spec."""
 
@@ -478,7 +478,7 @@ class Bench:
         if result.target == DURABLE_MIN:
             result.redis_writes = int(self.redis.dbsize())
         elif result.target == RECEIVER:
-            result.redis_writes = int(self.redis.llen(QUEUE_PREFIX + DEFAULT_QUEUE))
+            result.redis_writes = int(self.redis.llen(QUEUE_PREFIX + default_of("CONNECTOR_QUEUE")))
             result.seen_markers = sum(1 for _ in self.redis.scan_iter(match=SEEN_PREFIX + "*", count=10_000))
         else:
             return

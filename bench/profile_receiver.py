@@ -5,7 +5,7 @@ against an ``EmbeddedRedis``:
 
 1. timing, not profiled: the mean µs per ``POST /dt/events`` of the bare app
    (``bench.apps.create_bare_app``, reads the body, 200), of durable-min (one Redis
-   ``SET``) and of the receiver (``connector:create_app``), same pushes, same process,
+   ``SET``) and of the receiver (``connector.web.app:create_app``), same pushes, same process,
    one after the other. receiver - bare is the receiver's own work per push including
    its Redis round trip; receiver - durable-min is what it costs beyond one plain
    Redis write. All three pay Flask's test-client overhead alike; gunicorn and HTTP
@@ -40,11 +40,11 @@ from redis import Redis
 
 from bench.apps import create_bare_app, create_durable_min_app
 from bench.pushes import HS_HEADER, PATH, PushFactory
-from connector import create_app
-from connector.dev.embedded_redis import EmbeddedRedis
-from connector.keys import QUEUE_PREFIX
-from connector.logs import AccessLog
-from connector.settings import DEFAULT_QUEUE, Settings
+from connector.cli.dev.embedded_redis import EmbeddedRedis
+from connector.core.keys import QUEUE_PREFIX
+from connector.core.logs import AccessLog
+from connector.core.settings import Settings, default_of
+from connector.web.app import create_app
 
 Push = tuple[bytes, str]
 
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     factory.check_against_pyjwt()
     warm = list(PushFactory(secret).pushes(args.warmup))
     pushes = list(factory.pushes(args.requests))
-    queue_key = QUEUE_PREFIX + DEFAULT_QUEUE
+    queue_key = QUEUE_PREFIX + default_of("CONNECTOR_QUEUE")
 
     with EmbeddedRedis() as embedded:
         redis = Redis.from_url(embedded.url)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import jwt
 
-from connector.times import format_rfc3339
+from connector.core.times import format_rfc3339
 
 HS_HEADER = "X-Dt-Signature"
 PATH = "/dt/events"

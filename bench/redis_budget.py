@@ -2,7 +2,7 @@
 
 Measured as the growth of Redis's ``used_memory`` while N realistic pushes (``bench.pushes``,
 ~650-byte DT temperature events) go through the receiver's own dedupe+enqueue step
-(``connector.receive.enqueue.Enqueuer``), against an ``EmbeddedRedis`` (the server on PATH):
+(``connector.core.enqueue.Enqueuer``), against an ``EmbeddedRedis`` (the server on PATH):
 
 1. queued: marker + job hash + queue entry per event, for one destination and for two;
 2. markers only: the same after the jobs and queue are removed (what stays for
@@ -25,9 +25,9 @@ import time
 from redis import Redis
 
 from bench.pushes import PushFactory
-from connector.dev.embedded_redis import EmbeddedRedis
-from connector.jobspec import RESULT_TTL_S, JobTemplate
-from connector.receive.enqueue import Enqueuer
+from connector.cli.dev.embedded_redis import EmbeddedRedis
+from connector.core.enqueue import Enqueuer
+from connector.core.jobspec import RESULT_TTL_S, JobTemplate
 
 QUEUE = "dt-forward"
 PLANS = (("mini", 25, 20), ("premium-0", 50, 40), ("premium-1", 100, 80), ("premium-2", 250, 200),
@@ -69,7 +69,7 @@ def measure_finished(redis: Redis, url: str, count: int) -> float:
     import logging
     import os
 
-    from connector.settings import Settings
+    from connector.core.settings import Settings
     from workers.run.dyno import build_runner
 
     os.environ.update({"REDIS_URL": url, "DT_SIGNATURE_SECRET": "s" * 32, "CONNECTOR_DESTINATIONS": "log"})
@@ -91,7 +91,7 @@ def measure_finished(redis: Redis, url: str, count: int) -> float:
 
 def measure_dead_letter(redis: Redis, count: int) -> float:
     """Bytes per dead letter with a full (500-character) response excerpt."""
-    from connector import deadletters
+    from connector.core import deadletters
 
     redis.flushall()
     factory = PushFactory("s" * 32, tag="deadlett")
@@ -143,7 +143,7 @@ def main() -> None:
 
 def formation_connections() -> int:
     """Redis connections one web and one worker dyno open at most with the default settings."""
-    from connector.settings import Settings
+    from connector.core.settings import Settings
     from workers.run.dyno import redis_connections_per_dyno
 
     settings = Settings(redis_url="redis://unused", insecure_skip_verify=True)

@@ -16,8 +16,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from redis import Redis
 
-from connector import create_app
-from connector.dev.embedded_redis import EmbeddedRedis
+from connector.cli.dev.embedded_redis import EmbeddedRedis
+from connector.web.app import create_app
 from tests.support.downstream_standins import MoostStandIn, SpotStandIn
 from tests.support.dt_standin import DtStandIn
 from tests.support.helpers import SECRET, SUMMARY_LINES, make_settings

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from connector.settings import VARIABLE, DtApiSettings, Settings
-from connector.settings_docs import app_json, configuration_markdown, main
+from connector.cli.settings_docs import app_json, configuration_markdown, main
+from connector.core.settings import VARIABLE, DtApiSettings, PlatformSettings, Settings
 from tests.support.helpers import ROOT
 
 APP = json.loads((ROOT / "app.json").read_text())
@@ -46,7 +46,7 @@ class RecordingEnv(Mapping[str, str]):
 
 
 def variables_read_by_the_service() -> set[str]:
-    """Every variable Settings and DtApiSettings read, recorded while they read a full environment."""
+    """Every variable Settings, PlatformSettings and DtApiSettings read, recorded while they read a full environment."""
     env = RecordingEnv(
         {
             "REDIS_URL": "redis://localhost/0",
@@ -58,6 +58,7 @@ def variables_read_by_the_service() -> set[str]:
         }
     )
     Settings.from_env(env)
+    PlatformSettings.from_env(env)
     DtApiSettings.from_env(env)
     return env.asked
 
@@ -76,7 +77,10 @@ def test_every_config_var_is_described():
     read = variables_read_by_the_service()
     assert len(read) > 30  # the recording saw them
     assert read <= set(VARIABLE)
-    assert read - {"REDIS_URL"} <= described  # REDIS_URL comes from the add-on
+    set_by_heroku = {name for name in read if VARIABLE[name].set_by}  # the add-on, the platform, the buildpack
+    platform = {"REDIS_URL", "PORT", "WEB_CONCURRENCY", "FORWARDED_ALLOW_IPS", "HEROKU_APP_DEFAULT_DOMAIN_NAME"}
+    assert set_by_heroku == platform
+    assert read - set_by_heroku <= described
     assert all(entry.get("description") for entry in APP["env"].values())
     assert APP["env"]["DT_SIGNATURE_SECRET"]["generator"] == "secret"
     assert not any("value" in entry for name, entry in APP["env"].items() if "SECRET" in name or "KEY" in name)

@@ -45,15 +45,15 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Retry, get_current_job
 from rq.job import Job
 
-from connector import deadletters, keys
-from connector.events import device_of
-from connector.jobspec import JobSerializer, job_id
-from connector.redis_conn import connect
-from connector.settings import Settings
-from workers.deliver.destinations import Destination, build_destinations
+from connector.core import deadletters, keys
+from connector.core.events import device_of
+from connector.core.jobspec import JobSerializer, job_id
+from connector.core.redis_conn import connect_to
+from connector.core.settings import Settings
 from workers.deliver.send import Outcome, retry_delay_s
+from workers.destinations import Destination, build_destinations
 from workers.translate.mapping import load_mapping
-from workers.translate.payloads import InvalidEvent, Skipped
+from workers.translate.pushes import InvalidEvent, Skipped
 
 log = logging.getLogger("workers.forward")
 
@@ -282,13 +282,13 @@ def current_forwarder() -> Forwarder:
     global _forwarder
     if _forwarder is None:
         settings = Settings.from_env()
-        redis = connect(settings.redis_url, timeout_s=settings.redis_timeout_s, tls_verify=settings.redis_tls_verify)
+        redis = connect_to(settings)
         _forwarder = Forwarder.build(settings, redis)
     return _forwarder
 
 
 def forward(destination: str, push: dict[str, Any], received_at: float, replay: bool = False) -> str | Retry:
-    """The RQ job function (``connector.jobspec.FORWARD_FUNC``): see the module docstring.
+    """The RQ job function (``connector.core.jobspec.FORWARD_FUNC``): see the module docstring.
 
     ``replay`` marks an operator's replay of a dead letter (MOOST takes those on its
     historical endpoint, like backfilled events).
@@ -299,7 +299,7 @@ def forward(destination: str, push: dict[str, Any], received_at: float, replay: 
 def _count_delivered(
     redis: Redis, destination: str, push: dict[str, Any], *, now: float, latency_s: float, job: Job | None
 ) -> None:
-    """Mark ``job`` delivered and record the delivery in the shared metrics (read by ``connector.ops``).
+    """Mark ``job`` delivered and record the delivery in the shared metrics (read by ``connector.web.ops``).
 
     One round trip; best effort: a metrics write that fails must not fail, or repeat, a delivery.
     """

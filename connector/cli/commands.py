@@ -1,6 +1,6 @@
 """The user-facing commands around the service: ``send-test-event``, ``connector``, ``backfill``.
 
-``connector/cli.py`` parses arguments; these functions do the work and return an exit
+``connector.cli.main`` declares the commands; these functions do the work and return an exit
 status. Secrets are printed only where the user asked for one to be made (a generated
 signature secret is shown once, with the ``heroku config:set`` line that installs it).
 """
@@ -17,18 +17,21 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
+from connector.cli.dev.secret import dev_secret_path, read_dev_secret
+from connector.cli.dev.send_test_event import DtSimulator, LocalIdentity, load_or_create_key
 from connector.cli.environment import tool_environ
+from connector.core.enqueue import Enqueuer
+from connector.core.errors import ConfigError
+from connector.core.events import DT_EVENT_TYPES
+from connector.core.redis_conn import connect_to
+from connector.core.settings import MIN_SECRET_CHARS, DtApiSettings, Settings
 from connector.dt.api import DtApi, DtApiError
-from connector.errors import ConfigError
-from connector.events import DT_EVENT_TYPES
-from connector.settings import MIN_SECRET_CHARS, DtApiSettings, Settings
-
-if TYPE_CHECKING:
-    from workers.translate.mapping import Mapping as WorkerMapping
+from connector.dt.backfill import Backfill, window
+from workers.translate.mapping import EventMapping, load_mapping
 
 DEV_ORG = "dt-connector-dev-org"
 DEV_KID = "dt-connector-dev"
@@ -120,8 +123,6 @@ def backfill(**options: Any) -> int:
 
 
 def run_send_test_event(args: Any, environ: Mapping[str, str]) -> int:
-    from connector.dev.send_test import DtSimulator, LocalIdentity, load_or_create_key
-
     event_types = _event_types(args.type)
     secret = args.secret or _first_secret(environ) or _dev_secret(args.state_dir, required=not args.asymmetric)
     rng = random.Random(args.seed)
@@ -163,8 +164,6 @@ def _first_secret(environ: Mapping[str, str]) -> str | None:
 
 
 def _dev_secret(state_dir: Path, *, required: bool) -> str | None:
-    from connector.dev.secret import dev_secret_path, read_dev_secret
-
     secret = read_dev_secret(state_dir)
     if secret is None and required:
         path = dev_secret_path(state_dir)
@@ -246,10 +245,8 @@ def _update(args: Any, environ: Mapping[str, str], api: DtApi, connector_id: str
     return 0
 
 
-def _mapping(environ: Mapping[str, str]) -> WorkerMapping:
+def _mapping(environ: Mapping[str, str]) -> EventMapping:
     """The mapping the workers use (``CONNECTOR_MAPPING``, else the shipped one)."""
-    from workers.translate.mapping import load_mapping
-
     return load_mapping(environ.get("CONNECTOR_MAPPING", "").strip())
 
 
@@ -330,18 +327,14 @@ def redacted(connector: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def run_backfill(args: Any, environ: Mapping[str, str], api: DtApi | None = None) -> int:
-    from connector.app import build_enqueuer
-    from connector.dt.backfill import Backfill, window
-    from connector.redis_conn import connect
-
     settings = Settings.from_env(tool_environ(environ))
     api = api or DtApi(DtApiSettings.from_env(environ))
     try:
         begin, end = window(since=args.since, start=args.start, end=args.end, now=datetime.now(UTC))
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    redis = connect(settings.redis_url, timeout_s=settings.redis_timeout_s, tls_verify=settings.redis_tls_verify)
-    enqueuer = build_enqueuer(settings, redis)
+    redis = connect_to(settings)
+    enqueuer = Enqueuer.from_settings(settings, redis)
     spec = f"since={args.since}" if args.since else f"from={args.start}|to={args.end or ''}"
     keys, keys_from = pushed_label_keys_of(api, environ)
     run = Backfill(

@@ -21,24 +21,29 @@ import os
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import click
+import jsonschema
 import jwt
+from redis import Redis
+from redis.exceptions import RedisError
 
 from connector.cli.commands import label_keys
 from connector.cli.environment import tool_environ
+from connector.cli.setup import moost_tokens
+from connector.core.events import DT_EVENT_TYPES
+from connector.core.redis_conn import connect_to
+from connector.core.settings import DtApiSettings, PlatformSettings, Settings
 from connector.dt.api import DtApi, DtApiError
-from connector.events import DT_EVENT_TYPES
-from connector.redis_conn import connect
-from connector.settings import DtApiSettings, Settings, env_text
-
-if TYPE_CHECKING:
-    from redis import Redis
-
-    from workers.provision.moost_api import MoostApi
-    from workers.provision.spot_api import SpotApi
-    from workers.translate.mapping import Mapping as WorkerMapping
+from workers.deliver.http import ApiError
+from workers.moost.api import MoostApi
+from workers.moost.devices import DtDevice
+from workers.moost.setup import plan_buildings
+from workers.spot import ids as spot_ids
+from workers.spot.api import SpotApi
+from workers.spot.schema import differences, event_type_body, example_attributes, forwarded_to_spot
+from workers.translate.mapping import EventMapping, checked_mapping
 
 Level = Literal["ok", "warn", "FAIL"]
 
@@ -70,11 +75,9 @@ def doctor(url: str | None) -> int:
 
 def run_doctor(environ: Mapping[str, str], *, url: str | None = None) -> list[Verdict]:
     """Every check's verdict, in order (configuration errors raise ``ConfigError`` first)."""
-    from workers.translate.mapping import checked_mapping
-
     settings = Settings.from_env(tool_environ(environ))
     mapping = checked_mapping(settings.mapping_path)
-    redis = connect(settings.redis_url, timeout_s=settings.redis_timeout_s, tls_verify=settings.redis_tls_verify)
+    redis = connect_to(settings)
     verdicts = [_redis(redis)]
     devices: list[dict[str, Any]] | None = None
     connector: dict[str, Any] | None = None
@@ -98,8 +101,6 @@ def run_doctor(environ: Mapping[str, str], *, url: str | None = None) -> list[Ve
 
 
 def _guard(piece: str, fix: str, check: Callable[[], list[Verdict]]) -> list[Verdict]:
-    from workers.provision.http import ApiError
-
     try:
         return check()
     except (ApiError, DtApiError) as exc:
@@ -107,8 +108,6 @@ def _guard(piece: str, fix: str, check: Callable[[], list[Verdict]]) -> list[Ver
 
 
 def _redis(redis: Redis) -> Verdict:
-    from redis.exceptions import RedisError
-
     try:
         redis.ping()
     except RedisError as exc:
@@ -120,7 +119,7 @@ def _redis(redis: Redis) -> Verdict:
 
 
 def _dt(
-    api: DtApi, mapping: WorkerMapping, settings: Settings, environ: Mapping[str, str], url: str | None
+    api: DtApi, mapping: EventMapping, settings: Settings, environ: Mapping[str, str], url: str | None
 ) -> tuple[list[dict[str, Any]] | None, dict[str, Any] | None, list[Verdict]]:
     """DT's verdicts, with the device list and the Data Connector when they could be read."""
     project = api.settings.project_id
@@ -144,7 +143,7 @@ def _dt(
 
 
 def _data_connector(
-    connector_id: str, connector: dict[str, Any], mapping: WorkerMapping, settings: Settings,
+    connector_id: str, connector: dict[str, Any], mapping: EventMapping, settings: Settings,
     environ: Mapping[str, str], url: str | None,
 ) -> list[Verdict]:  # fmt: skip
     verdicts = []
@@ -184,7 +183,7 @@ def _data_connector(
 
 
 def _heroku_url(environ: Mapping[str, str]) -> str | None:
-    domain = env_text(environ, "HEROKU_APP_DEFAULT_DOMAIN_NAME")
+    domain = PlatformSettings.from_env(environ).app_domain
     return f"https://{domain}/dt/events" if domain else None
 
 
@@ -192,12 +191,8 @@ def _heroku_url(environ: Mapping[str, str]) -> str | None:
 
 
 def _moost(
-    settings: Settings, mapping: WorkerMapping, redis: Redis, devices: list[dict[str, Any]] | None
+    settings: Settings, mapping: EventMapping, redis: Redis, devices: list[dict[str, Any]] | None
 ) -> list[Verdict]:
-    from connector.cli.setup import moost_tokens
-    from workers.provision.http import ApiError
-    from workers.provision.moost_api import MoostApi
-
     tokens = moost_tokens(settings, redis)
     try:
         token = tokens.require(renew=True)  # a new one: the credentials themselves are checked
@@ -227,11 +222,8 @@ def _moost_customer(token: str, customer_id: str) -> Verdict:
 
 
 def _moost_buildings(
-    api: MoostApi, mapping: WorkerMapping, settings: Settings, devices: list[dict[str, Any]] | None
+    api: MoostApi, mapping: EventMapping, settings: Settings, devices: list[dict[str, Any]] | None
 ) -> list[Verdict]:
-    from workers.provision.moost_devices import DtDevice
-    from workers.provision.moost_setup import plan_buildings
-
     if devices is None:
         return [Verdict("MOOST", "warn", "buildings not checked: DT's device list is not available",
                         "configure DT's REST API (see the DT line above)")]  # fmt: skip
@@ -255,21 +247,16 @@ def _moost_buildings(
 # ---- Spot AI ------------------------------------------------------------------------------------
 
 
-def _spot(settings: Settings, mapping: WorkerMapping, redis: Redis, keys: list[str]) -> list[Verdict]:
-    from workers.provision.spot_api import SpotApi
-
+def _spot(settings: Settings, mapping: EventMapping, redis: Redis, keys: list[str]) -> list[Verdict]:
     api = SpotApi(settings.spot_base_url, settings.spot_api_key)
     return _guard("Spot", "check SPOT_API_KEY and SPOT_BASE_URL", lambda: _spot_checks(api, settings, mapping,
                                                                                        redis, keys))  # fmt: skip
 
 
 def _spot_checks(
-    api: SpotApi, settings: Settings, mapping: WorkerMapping, redis: Redis, keys: list[str]
+    api: SpotApi, settings: Settings, mapping: EventMapping, redis: Redis, keys: list[str]
 ) -> list[Verdict]:
-    import jsonschema
 
-    from workers.provision import spot_ids
-    from workers.translate.spot_schema import differences, event_type_body, example_attributes, forwarded_to_spot
 
     integration = settings.spot_integration_id or spot_ids.recorded_integration(redis)
     if not integration:

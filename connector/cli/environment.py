@@ -12,9 +12,9 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from connector.dev.embedded_redis import announced_url
-from connector.dev.secret import read_dev_secret
-from connector.settings import env_text
+from connector.cli.dev.embedded_redis import announced_url
+from connector.cli.dev.secret import read_dev_secret
+from connector.core.settings import env_text
 
 STATE_DIR = Path(".dt-connector")
 """Per-checkout development state (embedded Redis data, generated dev secret); gitignored."""

@@ -13,12 +13,12 @@ from typing import Any
 import click
 from redis import Redis
 
-from connector import deadletters
 from connector.cli.environment import tool_environ
-from connector.ops.metrics import collect
-from connector.redis_conn import connect
-from connector.settings import Settings
-from connector.times import parse_since
+from connector.core import deadletters
+from connector.core.redis_conn import connect_to
+from connector.core.settings import Settings
+from connector.core.times import parse_since
+from connector.web.ops.metrics import collect
 
 _FILTERS = [
     click.option("--destination", type=click.Choice(["moost", "spot", "log"])),
@@ -62,7 +62,7 @@ def failed_replay(keys: tuple[str, ...], **filters: Any) -> int:
 
 
 def run(args: Any, settings: Settings) -> int:
-    redis = connect(settings.redis_url, timeout_s=settings.redis_timeout_s, tls_verify=settings.redis_tls_verify)
+    redis = connect_to(settings)
     now = time.time()
     if args.action == "show":
         letter = deadletters.get(redis, args.key)

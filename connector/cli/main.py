@@ -23,26 +23,25 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
 
 import click
 import requests
 
 from connector.cli.commands import backfill, connector, send_test_event
+from connector.cli.dev.embedded_redis import EmbeddedRedis
+from connector.cli.dev.ngrok import DEFAULT_API_URL, NgrokError, find_binary, start_agent, wait_for_url
+from connector.cli.dev.secret import ensure_dev_secret
 from connector.cli.doctor import doctor
 from connector.cli.environment import STATE_DIR
 from connector.cli.failed import failed
 from connector.cli.setup import setup
-from connector.dev.embedded_redis import EmbeddedRedis
-from connector.dev.ngrok import NgrokError
-from connector.dev.secret import ensure_dev_secret
-from connector.errors import ConfigError
-from connector.settings import Settings, env_text
+from connector.core.errors import ConfigError
+from connector.core.settings import DtApiSettings, PlatformSettings, Settings
+from connector.dt.api import DtApi, DtApiError
+from workers.run.dyno import WORK_CONNECTIONS, redis_connections_per_dyno, run_worker
+from workers.translate.mapping import EventMapping, checked_mapping
 
-if TYPE_CHECKING:
-    from workers.translate.mapping import Mapping as WorkerMapping
-
-GUNICORN_CONFIG = "python:connector.gunicorn_config"
+GUNICORN_CONFIG = "python:connector.web.gunicorn_config"
 """The web process's gunicorn settings."""
 
 
@@ -55,7 +54,7 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option("--port", type=int, default=lambda: int(env_text(os.environ, "PORT")), show_default="$PORT or 5000")
+@click.option("--port", type=int, default=lambda: PlatformSettings.from_env().port, show_default="$PORT or 5000")
 @click.option("--host", default="127.0.0.1", show_default=True, help="interface to bind")
 @click.option("--state-dir", type=click.Path(path_type=Path), default=STATE_DIR, show_default=True)
 @click.option("--ngrok", is_flag=True, help="expose the receiver through an ngrok https tunnel")
@@ -78,8 +77,6 @@ def web(bind: str | None) -> int:
 @click.option("--burst", is_flag=True, help="exit when the queue is empty")
 def worker(burst: bool) -> int:
     """Run the worker processes (Procfile worker:)."""
-    from workers.run.dyno import run_worker  # the CLI is the one place that spans both sides
-
     return run_worker(Settings.from_env(), burst=burst)  # checks the mapping before it starts
 
 
@@ -126,9 +123,7 @@ def checked_settings(environ: Mapping[str, str]) -> Settings:
     return _checked(environ)[0]
 
 
-def _checked(environ: Mapping[str, str]) -> tuple[Settings, WorkerMapping]:
-    from workers.translate.mapping import checked_mapping
-
+def _checked(environ: Mapping[str, str]) -> tuple[Settings, EventMapping]:
     settings = Settings.from_env(environ)
     return settings, checked_mapping(settings.mapping_path)
 
@@ -139,8 +134,6 @@ def check_config() -> int:
     Raises:
         ConfigError: naming the variable or mapping key at fault.
     """
-    from workers.run.dyno import WORK_CONNECTIONS, redis_connections_per_dyno
-
     settings, mapping = _checked(os.environ)
     print(f"configuration OK: {settings!r}")
     print(f"verifying: {settings.verification_summary}")
@@ -158,7 +151,7 @@ def check_config() -> int:
         )
     if on_heroku and not settings.metrics_token:
         print("warning: METRICS_TOKEN is not set, so /metrics and /status are off on this app", file=sys.stderr)
-    web_processes = int(env_text(os.environ, "WEB_CONCURRENCY"))
+    web_processes = PlatformSettings.from_env().web_concurrency
     web, worker = web_processes * settings.web_redis_connections, redis_connections_per_dyno(settings)
     print(
         f"Redis connections at most: {web} per web dyno (WEB_CONCURRENCY {web_processes} x WEB_REDIS_CONNECTIONS "
@@ -176,8 +169,6 @@ def run_dev(*, port: int, host: str, state_dir: Path, ngrok: bool = False) -> in
     env.setdefault("WORKER_PROCESSES", "1")  # a laptop needs one process of a few job threads
     env.setdefault("WORKER_THREADS", "4")
     if ngrok:
-        from connector.dev.ngrok import find_binary
-
         find_binary(env)  # before anything starts
     redis: EmbeddedRedis | None = None
     if not env.get("REDIS_URL"):
@@ -234,16 +225,10 @@ def run_dev(*, port: int, host: str, state_dir: Path, ngrok: bool = False) -> in
 
 def _start_tunnel(port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
     """Start ngrok, print the public push URL and, with DT credentials, point the connector at it."""
-    from connector.dev import ngrok
-    from connector.dt.api import DtApi, DtApiError
-    from connector.settings import DtApiSettings
-
-    agent = ngrok.start_agent(Path(__file__).resolve().parents[1] / "ngrok.yml", port=port, env=env)
+    agent = start_agent(port=port, env=env)
     try:
-        public = ngrok.wait_for_url(
-            env.get("NGROK_API_URL", ngrok.DEFAULT_API_URL), port=port, alive=lambda: agent.poll() is None
-        )
-    except ngrok.NgrokError:
+        public = wait_for_url(env.get("NGROK_API_URL", DEFAULT_API_URL), port=port, alive=lambda: agent.poll() is None)
+    except NgrokError:
         _stop_all([agent])
         raise
     push_url = f"{public}/dt/events"
@@ -261,7 +246,7 @@ def _start_tunnel(port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
     return agent
 
 
-def web_command(bind: str | None, app: str = "connector:create_app()") -> list[str]:
+def web_command(bind: str | None, app: str = "connector.web.app:create_app()") -> list[str]:
     """gunicorn as the web process runs it (same settings), bound to ``bind`` (None: ``$PORT``)."""
     return [sys.executable, "-m", "gunicorn", "-c", GUNICORN_CONFIG, *(["--bind", bind] if bind else []), app]
 

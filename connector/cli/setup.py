@@ -10,24 +10,24 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 import click
 import requests
+from redis import Redis
 
 from connector.cli.commands import label_keys, pushed_label_keys_of
 from connector.cli.environment import tool_environ
+from connector.core.errors import ConfigError
+from connector.core.redis_conn import connect_to
+from connector.core.settings import DtApiSettings, Settings
 from connector.dt.api import DtApi, DtApiError
-from connector.errors import ConfigError
-from connector.redis_conn import connect
-from connector.settings import DtApiSettings, Settings
-
-if TYPE_CHECKING:
-    from redis import Redis
-
-    from workers.deliver.destinations import MoostTokens
-    from workers.provision.moost_api import MoostApi
-    from workers.translate.mapping import Mapping as WorkerMapping
+from workers.deliver.http import DEFAULT_TIMEOUT_S, ApiError
+from workers.moost.api import MoostApi, MoostTokens
+from workers.moost.devices import DtDevice
+from workers.moost.setup import MoostSetup
+from workers.spot.api import SpotApi
+from workers.spot.setup import SetupError, SpotSetup
+from workers.translate.mapping import EventMapping, checked_mapping
 
 
 @click.group("setup")
@@ -51,10 +51,6 @@ def setup_moost(dry_run: bool) -> int:
 
 
 def run_setup_spot(environ: Mapping[str, str], *, dry_run: bool, name: str) -> int:
-    from workers.provision.http import ApiError
-    from workers.provision.spot_api import SpotApi
-    from workers.provision.spot_setup import SetupError, SpotSetup
-
     settings, mapping, redis = _context(environ)
     if not settings.spot_api_key:
         raise ConfigError("SPOT_API_KEY is not set (setup spot works with your Spot AI API key)")
@@ -91,10 +87,6 @@ def run_setup_spot(environ: Mapping[str, str], *, dry_run: bool, name: str) -> i
 
 
 def run_setup_moost(environ: Mapping[str, str], *, dry_run: bool) -> int:
-    from workers.provision.http import ApiError
-    from workers.provision.moost_devices import DtDevice
-    from workers.provision.moost_setup import MoostSetup
-
     settings, mapping, redis = _context(environ)
     if not (settings.moost_client_id and settings.moost_client_secret and settings.moost_customer_id):
         raise ConfigError("MOOST_CLIENT_ID, MOOST_CLIENT_SECRET and MOOST_CUSTOMER_ID must be set")
@@ -149,23 +141,16 @@ def _pushed_label_keys(environ: Mapping[str, str]) -> tuple[list[str], str]:
 
 def moost_tokens(settings: Settings, redis: Redis) -> MoostTokens:
     """MOOST's token as the workers get and share it (through Redis)."""
-    from workers.deliver.destinations import MoostTokens
-    from workers.provision.http import DEFAULT_TIMEOUT_S
-
     return MoostTokens(redis, settings, requests.Session(), DEFAULT_TIMEOUT_S)
 
 
 def _moost_api(settings: Settings, redis: Redis) -> MoostApi:
-    from workers.provision.moost_api import MoostApi
-
     tokens = moost_tokens(settings, redis)
     return MoostApi(settings.moost_base_url, tokens.require, renew=tokens.renewed)
 
 
-def _context(environ: Mapping[str, str]) -> tuple[Settings, WorkerMapping, Redis]:
-    from workers.translate.mapping import checked_mapping
-
+def _context(environ: Mapping[str, str]) -> tuple[Settings, EventMapping, Redis]:
     settings = Settings.from_env(tool_environ(environ))
     mapping = checked_mapping(settings.mapping_path)
-    redis = connect(settings.redis_url, timeout_s=settings.redis_timeout_s, tls_verify=settings.redis_tls_verify)
+    redis = connect_to(settings)
     return settings, mapping, redis

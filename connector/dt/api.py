@@ -21,8 +21,8 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from connector.retry_after import parse_retry_after
-from connector.settings import DtApiSettings
+from connector.core.retry_after import parse_retry_after
+from connector.core.settings import DtApiSettings
 
 ASSERTION_LIFETIME_S = 3600
 """DT accepts assertions living at most one hour."""

@@ -27,11 +27,11 @@ from typing import IO, Any
 
 from redis import Redis
 
+from connector.core.enqueue import Enqueuer
+from connector.core.keys import BACKFILL_PREFIX
+from connector.core.redis_conn import reply_text
+from connector.core.times import format_rfc3339, parse_duration, parse_rfc3339
 from connector.dt.api import DtApi
-from connector.keys import BACKFILL_PREFIX
-from connector.receive.enqueue import Enqueuer
-from connector.redis_conn import reply_text
-from connector.times import format_rfc3339, parse_duration, parse_rfc3339
 
 CHECKPOINT_PREFIX = BACKFILL_PREFIX
 CHECKPOINT_TTL_S = 7 * 24 * 3600

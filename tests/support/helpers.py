@@ -15,7 +15,7 @@ import jwt
 from flask.testing import FlaskClient
 from redis import Redis
 
-from connector.settings import Settings
+from connector.core.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 """The project's checkout."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from connector.events import DT_EVENT_DEVICE_TYPES
+from connector.core.events import DT_EVENT_DEVICE_TYPES
 
 UPDATE = "2024-05-29T10:34:03.970415Z"
 PROJECT = "c0md3mm0c7pet3cfe9f0"

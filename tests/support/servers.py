@@ -11,8 +11,8 @@ from typing import IO
 
 import requests
 
+from connector.cli.dev.embedded_redis import free_port
 from connector.cli.main import web_command
-from connector.dev.embedded_redis import free_port
 from tests.support.helpers import SECRET, sign
 
 

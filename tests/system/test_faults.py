@@ -38,12 +38,12 @@ import pytest
 from redis import Redis
 
 from bench.standin import LeanStandIn
-from connector.dev.embedded_redis import EmbeddedRedis, free_port
-from connector.dev.send_test import DtSimulator, SendReport
-from connector.dev.simulate import Fleet, build_push
-from connector.jobspec import CRASH_RETRY_INTERVALS_S
-from connector.ops.metrics import JobAccount, collect
-from connector.settings import DEFAULT_WORKER_PROCESSES, DEFAULT_WORKER_THREADS
+from connector.cli.dev.embedded_redis import EmbeddedRedis, free_port
+from connector.cli.dev.send_test_event import DtSimulator, SendReport
+from connector.cli.dev.simulate import Fleet, build_push
+from connector.core.jobspec import CRASH_RETRY_INTERVALS_S
+from connector.core.settings import default_of
+from connector.web.ops.metrics import JobAccount, collect
 from tests.support.helpers import SECRET, SUMMARY_LINES
 from tests.support.samples import CUSTOMER
 from tests.support.servers import gunicorn
@@ -53,7 +53,7 @@ pytestmark = [pytest.mark.faults, pytest.mark.slow]
 EVENTS = 10_000
 DUPLICATE_RATE = 0.2
 SENDER_THREADS = 8
-CONCURRENCY = DEFAULT_WORKER_PROCESSES * DEFAULT_WORKER_THREADS
+CONCURRENCY = default_of("WORKER_PROCESSES") * default_of("WORKER_THREADS")
 RECOVERY_TARGET_S = 90 + CRASH_RETRY_INTERVALS_S[0]
 """Issue 9's guarantee: within 90 s of the last fault plus the job's own retry wait (the first
 crash retry waits 10 s; the stand-in's delivery retries wait 1-3 s here)."""

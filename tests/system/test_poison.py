@@ -16,10 +16,11 @@ import pytest
 from redis import Redis
 from rq.job import Job
 
-from connector import create_app, deadletters
-from connector.dev.embedded_redis import EmbeddedRedis
-from connector.jobspec import JobSerializer, job_id
-from connector.ops.metrics import collect
+from connector.cli.dev.embedded_redis import EmbeddedRedis
+from connector.core import deadletters
+from connector.core.jobspec import JobSerializer, job_id
+from connector.web.app import create_app
+from connector.web.ops.metrics import collect
 from tests.support.helpers import make_settings, push
 from tests.support.samples import CUSTOMER, push_of
 from tests.support.standins import Reply, StandIn

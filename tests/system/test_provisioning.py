@@ -16,9 +16,9 @@ from redis import Redis
 from rq import Queue, SimpleWorker
 from rq.serializers import JSONSerializer
 
-from connector import create_app
 from connector.cli.main import main
-from connector.settings import Settings
+from connector.core.settings import Settings
+from connector.web.app import create_app
 from tests.support.downstream_standins import MoostStandIn, SpotStandIn
 from tests.support.dt_standin import DtStandIn
 from tests.support.helpers import push
@@ -51,7 +51,7 @@ def drain(redis: Redis) -> None:
 
 
 def pushed(event_type: str, n: int, **overrides: Any) -> bytes:
-    from connector.events import DT_EVENT_DEVICE_TYPES
+    from connector.core.events import DT_EVENT_DEVICE_TYPES
 
     kind = DT_EVENT_DEVICE_TYPES[event_type]
     body = copy.deepcopy(push_of(event_type, event_id=f"evt{n:04d}", device_id=device_id(kind)))

@@ -23,11 +23,11 @@ import requests
 from flask.testing import FlaskClient
 from redis import Redis
 
-from connector import create_app
-from connector.dev.embedded_redis import EmbeddedRedis
-from connector.errors import ConfigError
-from connector.receive.signing_keys import JwksKeyStore
-from connector.settings import Settings
+from connector.cli.dev.embedded_redis import EmbeddedRedis
+from connector.core.errors import ConfigError
+from connector.core.settings import Settings
+from connector.web.app import create_app
+from connector.web.receive.signing_keys import JwksKeyStore
 from tests.support.helpers import ROOT, SECRET, SUMMARY_LINES, dt_body, make_settings, push, queued_ids, sign
 from tests.support.identity import ORG, IdentityServer
 from tests.support.servers import gunicorn, post

@@ -20,7 +20,7 @@ import pytest
 import requests
 from redis import Redis
 
-from connector.dev.embedded_redis import EmbeddedRedis, free_port
+from connector.cli.dev.embedded_redis import EmbeddedRedis, free_port
 from tests.support.helpers import dt_body, queued_ids, sign
 from tests.support.servers import gunicorn, post
 

@@ -12,14 +12,15 @@ from rq import Queue, Retry, SimpleWorker
 from rq.registry import ScheduledJobRegistry
 from rq.serializers import JSONSerializer
 
-from connector import create_app, deadletters
-from connector.settings import Settings
+from connector.core import deadletters
+from connector.core.settings import Settings
+from connector.web.app import create_app
 from tests.support.helpers import dt_body, push, queued_ids
 from tests.support.samples import push_of
 from tests.support.standins import Reply, StandIn, events_posted
 from workers.deliver.send import Outcome
 from workers.jobs import Forwarder, decide, forward, reset_runtime
-from workers.translate.payloads import Skipped
+from workers.translate.pushes import Skipped
 
 SCHEDULE = (10, 60, 300)
 
@@ -108,7 +109,7 @@ class TestDeliveryMetrics:
     def test_delivered_retried_and_dead_lettered_are_counted(self, moost_env: StandIn, redis: Redis):
         import time
 
-        from connector.ops.metrics import collect
+        from connector.web.ops.metrics import collect
 
         moost_env.script("/events/v1", Reply(201), Reply(500), Reply(400, {"error": "bad"}))
         assert forward("moost", push_of("temperature", event_id="k1"), time.time() - 2.0) == "delivered"
@@ -129,7 +130,7 @@ class TestDeliveryMetrics:
 
 
 def test_retry_schedule_is_configurable(moost_env: StandIn, monkeypatch):
-    from connector.errors import ConfigError
+    from connector.core.errors import ConfigError
 
     monkeypatch.setenv("RETRY_SCHEDULE_S", "5,60")
     assert Settings.from_env().retry_schedule_s == (5, 60)

@@ -25,10 +25,10 @@ import orjson
 import requests
 from requests.adapters import HTTPAdapter
 
-from connector.retry_after import parse_retry_after
-from connector.settings import DEFAULT_RETRY_SCHEDULE_S
+from connector.core.retry_after import parse_retry_after
+from connector.core.settings import default_of
 
-DEFAULT_SCHEDULE_S = DEFAULT_RETRY_SCHEDULE_S
+DEFAULT_SCHEDULE_S: tuple[int, ...] = default_of("RETRY_SCHEDULE_S")
 """Waits before retries (``RETRY_SCHEDULE_S`` overrides): about 14.9 h in all, beyond DT's 12 h."""
 
 JITTER = 0.2

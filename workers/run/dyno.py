@@ -22,9 +22,9 @@ import sys
 import time
 from types import FrameType
 
-from connector.logs import configure as configure_logging
-from connector.redis_conn import connect
-from connector.settings import Settings
+from connector.core.logs import configure as configure_logging
+from connector.core.redis_conn import connect_to
+from connector.core.settings import Settings
 from workers.jobs import Forwarder, install
 from workers.run.runner import DEQUEUE_WAIT_S, STOP_GRACE_S, Runner
 from workers.translate.mapping import checked_mapping
@@ -75,17 +75,10 @@ def run_process(settings: Settings, *, burst: bool = False) -> int:
 
 def build_runner(settings: Settings, *, burst: bool = False) -> Runner:
     """A runner with its own Redis clients and forwarder (installed for this process's jobs)."""
-    work = connect(
-        settings.redis_url,
-        timeout_s=WORK_TIMEOUT_S,
-        tls_verify=settings.redis_tls_verify,
-        max_connections=WORK_CONNECTIONS,
-        client_name="dt-worker",
-    )
-    dequeue = connect(
-        settings.redis_url,
+    work = connect_to(settings, timeout_s=WORK_TIMEOUT_S, max_connections=WORK_CONNECTIONS, client_name="dt-worker")
+    dequeue = connect_to(
+        settings,
         timeout_s=DEQUEUE_WAIT_S + WORK_TIMEOUT_S,  # BLMOVE blocks up to DEQUEUE_WAIT_S by design
-        tls_verify=settings.redis_tls_verify,
         max_connections=1,
         client_name="dt-worker-dequeue",
     )

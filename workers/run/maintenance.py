@@ -29,10 +29,10 @@ from rq.job import Job
 from rq.registry import clean_registries
 from rq.worker_registration import clean_worker_registry
 
-from connector import deadletters
-from connector.jobspec import FORWARD_FUNC, JobSerializer
-from connector.keys import DELIVERY_PREFIX, JOB_LEDGER, MAINTENANCE_LOCK_PREFIX
-from connector.redis_conn import reply_text
+from connector.core import deadletters
+from connector.core.jobspec import FORWARD_FUNC, JobSerializer
+from connector.core.keys import DELIVERY_PREFIX, JOB_LEDGER, MAINTENANCE_LOCK_PREFIX
+from connector.core.redis_conn import reply_text
 
 log = logging.getLogger("workers")
 

@@ -45,8 +45,8 @@ from rq.scheduler import RQScheduler
 from rq.timeouts import BaseDeathPenalty
 from rq.worker import WorkerStatus
 
-from connector.jobspec import JobSerializer
-from connector.keys import JOB_LEDGER
+from connector.core.jobspec import JobSerializer
+from connector.core.keys import JOB_LEDGER
 from workers.jobs import Forwarder, while_redis_recovers
 from workers.run import maintenance
 
@@ -111,7 +111,7 @@ class JobThreadWorker(SimpleWorker):
     * ``prepare_execution`` also takes the job off RQ's intermediate queue (and drops RQ's
       stranded-job mark), in the same transaction that records its execution, so a job is never
       counted in both places;
-    * the job ledger (``connector.jobspec.JOB_LEDGER``) counts the job's outcome inside the
+    * the job ledger (``connector.core.keys.JOB_LEDGER``) counts the job's outcome inside the
       transaction in which RQ files the success, once per job (``SETTLE_LUA``);
     * RQ's success and retry handling wait out a short Redis outage (``while_redis_recovers``)
       rather than leave the job to be re-run;

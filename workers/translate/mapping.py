@@ -1,7 +1,7 @@
 """The mapping file: what each DT event type becomes at MOOST and at Spot AI.
 
-The shipped default is ``workers/mapping.toml``; ``CONNECTOR_MAPPING`` may name another
-file. ``parse_mapping`` is pure (text in, ``Mapping`` out) and validates everything at
+The shipped default is ``workers/translate/mapping.toml``; ``CONNECTOR_MAPPING`` may name another
+file. ``parse_mapping`` is pure (text in, ``EventMapping`` out) and validates everything at
 start-up: each error names the offending key (``events.contact.moost.map``), so a
 typo fails the deploy instead of every event. Adding a sensor or a building needs a
 label in DT Studio, not a code change; a new DT event type needs a line here.
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from connector.errors import ConfigError
+from connector.core.errors import ConfigError
 from workers.translate.readings import EXTRACTORS, VALUE_NAMES
 
 DEFAULT_MAPPING_PATH = Path(__file__).with_name("mapping.toml")
@@ -161,7 +161,7 @@ BUILDING_FIELDS = ("zip", "city", "country_code", "time_zone")
 
 
 @dataclass(frozen=True)
-class Mapping:
+class EventMapping:
     """A validated mapping file."""
 
     version: int
@@ -193,7 +193,7 @@ class Mapping:
             rules.append(self.spot)
         return {event_type for table in rules for event_type, rule in table.items() if rule.skip is None}
 
-    def with_spot_ids(self, recorded: dict[str, int]) -> Mapping:
+    def with_spot_ids(self, recorded: dict[str, int]) -> EventMapping:
         """This mapping with ``recorded`` Spot event type ids (``setup spot``'s) where it gives none:
         a non-zero ``event_type_id`` in the file overrides what setup recorded. Pure."""
         spot = {
@@ -205,7 +205,7 @@ class Mapping:
         return replace(self, spot=spot)
 
 
-def load_mapping(path: Path | str | None = None) -> Mapping:
+def load_mapping(path: Path | str | None = None) -> EventMapping:
     """Read and validate the mapping at ``path`` (default, also for "": the shipped file).
 
     Raises:
@@ -219,7 +219,7 @@ def load_mapping(path: Path | str | None = None) -> Mapping:
     return parse_mapping(text, source=str(path))
 
 
-def checked_mapping(path: Path | str | None = None) -> Mapping:
+def checked_mapping(path: Path | str | None = None) -> EventMapping:
     """``load_mapping``, failing as a configuration error (what check-config, web and worker print).
 
     Raises:
@@ -231,7 +231,7 @@ def checked_mapping(path: Path | str | None = None) -> Mapping:
         raise ConfigError(f"CONNECTOR_MAPPING: {exc}") from None
 
 
-def parse_mapping(text: str, *, source: str = "mapping") -> Mapping:
+def parse_mapping(text: str, *, source: str = "mapping") -> EventMapping:
     """Parse and validate mapping TOML. Pure.
 
     Raises:
@@ -262,7 +262,7 @@ def parse_mapping(text: str, *, source: str = "mapping") -> Mapping:
             moost[event_type] = _moost_rule(destinations["moost"], f"{key}.moost", event_type)
         if "spot" in destinations:
             spot[event_type] = _spot_rule(destinations["spot"], f"{key}.spot", event_type)
-    return Mapping(
+    return EventMapping(
         version=version,
         building_details=_building_details(moost_section),
         building_detail_labels={

@@ -7,7 +7,7 @@ from redis import Redis
 from rq import Queue, SimpleWorker
 from rq.serializers import JSONSerializer
 
-from connector import deadletters
+from connector.core import deadletters
 from tests.support.samples import push_of
 from tests.support.standins import Reply, StandIn, events_posted
 from workers.jobs import forward
@@ -44,7 +44,7 @@ def test_dead_letter_list_show_replay_round_trip(moost_env: StandIn, redis: Redi
 
 
 def test_parse_time():
-    from connector.times import parse_since as parse_time
+    from connector.core.times import parse_since as parse_time
 
     assert parse_time("24h", now=100_000.0) == 100_000.0 - 86_400
     assert parse_time("30m", now=10_000.0) == 10_000.0 - 1_800
@@ -57,8 +57,8 @@ def test_the_command_line_and_backfill_read_times_alike():
     """Once two parse_times disagreed: backfill refused a time without a zone, `failed` took it as UTC."""
     from datetime import UTC, datetime
 
+    from connector.core.times import parse_since
     from connector.dt.backfill import window
-    from connector.times import parse_since
 
     with pytest.raises(ValueError, match="zone"):
         parse_since("2026-11-23T00:00:00", now=0)

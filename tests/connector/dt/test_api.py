@@ -9,9 +9,9 @@ import jwt
 import pytest
 
 from connector.cli.commands import redacted, run_connector
+from connector.core.errors import ConfigError
+from connector.core.settings import DtApiSettings
 from connector.dt.api import DtApi, DtApiError, service_account_assertion
-from connector.errors import ConfigError
-from connector.settings import DtApiSettings
 from tests.support.dt_standin import EMAIL, KEY_ID, SECRET, DtStandIn
 
 

@@ -14,12 +14,12 @@ from redis import Redis
 from rq import Queue, SimpleWorker
 from rq.serializers import JSONSerializer
 
-from connector.app import build_enqueuer
 from connector.cli.commands import run_backfill
+from connector.core.enqueue import Enqueuer
+from connector.core.events import parse_push
+from connector.core.settings import Settings
+from connector.core.times import parse_duration
 from connector.dt.backfill import CHECKPOINT_PREFIX, split_device_name, window, wrap_history_event
-from connector.events import parse_push
-from connector.settings import Settings
-from connector.times import parse_duration
 from tests.support.dt_standin import PROJECT, DtStandIn
 from tests.support.helpers import queued_ids
 from tests.support.samples import CUSTOMER
@@ -132,7 +132,7 @@ def test_interrupted_backfill_resumes_and_delivers_every_event_once(
     assert settings.destinations == ("moost",)
     # One event already arrived live before the outage ended: backfill must not send it again.
     live = dt.state.history["dev1"][7]
-    build_enqueuer(settings, redis).enqueue(
+    Enqueuer.from_settings(settings, redis).enqueue(
         live["eventId"], wrap_history_event(live, dt.state.devices[1]), received_at=0.0
     )
     args = argparse.Namespace(since="24h", start=None, end=None, device=None)

@@ -110,7 +110,7 @@ def test_sender_times_out_on_a_stalled_response(standin: StandIn):
 
 
 def test_sender_connection_refused_is_a_retry():
-    from connector.dev.embedded_redis import free_port
+    from connector.cli.dev.embedded_redis import free_port
 
     outcome = Sender(timeout_s=(0.5, 0.5)).post_json(f"http://127.0.0.1:{free_port()}/x", {}, now=NOW)
     assert (outcome.kind, outcome.reason) == ("retry", "connection-error")

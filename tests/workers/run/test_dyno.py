@@ -20,10 +20,10 @@ import requests
 from redis import Redis
 
 from bench.standin import LeanStandIn
-from connector import create_app
-from connector.dev.embedded_redis import EmbeddedRedis
-from connector.ops.metrics import collect
-from connector.settings import Settings
+from connector.cli.dev.embedded_redis import EmbeddedRedis
+from connector.core.settings import Settings
+from connector.web.app import create_app
+from connector.web.ops.metrics import collect
 from tests.support.helpers import SECRET, push, sign
 from tests.support.samples import CUSTOMER, push_of
 from tests.support.servers import gunicorn

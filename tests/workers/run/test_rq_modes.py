@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from redis import Redis
 
-from connector import create_app
-from connector.dev.embedded_redis import EmbeddedRedis
+from connector.cli.dev.embedded_redis import EmbeddedRedis
+from connector.web.app import create_app
 from tests.support.helpers import ROOT, SECRET, dt_body, make_settings, push
 
 pytestmark = pytest.mark.slow

@@ -17,9 +17,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from redis import Redis
 
-from connector import create_app, deadletters
-from connector.dev.embedded_redis import find_redis_server, free_port
-from connector.settings import Settings
+from connector.cli.dev.embedded_redis import find_redis_server, free_port
+from connector.core import deadletters
+from connector.core.settings import Settings
+from connector.web.app import create_app
 from tests.support.helpers import SECRET, dt_body, make_settings, push, queued_ids
 from tests.support.servers import gunicorn, post
 from workers.jobs import forward, reset_runtime

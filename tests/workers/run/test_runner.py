@@ -17,12 +17,13 @@ from redis import Redis
 from rq import Queue, SimpleWorker
 from rq.registry import ScheduledJobRegistry
 
-from connector import create_app, deadletters
-from connector.dev.embedded_redis import EmbeddedRedis
-from connector.jobspec import JobSerializer
-from connector.keys import JOB_LEDGER
-from connector.ops.metrics import JobAccount, collect
-from connector.settings import Settings
+from connector.cli.dev.embedded_redis import EmbeddedRedis
+from connector.core import deadletters
+from connector.core.jobspec import JobSerializer
+from connector.core.keys import JOB_LEDGER
+from connector.core.settings import Settings
+from connector.web.app import create_app
+from connector.web.ops.metrics import JobAccount, collect
 from tests.support.helpers import make_settings, push
 from tests.support.samples import CUSTOMER, push_of
 from tests.support.standins import Reply, StandIn
@@ -245,7 +246,7 @@ def test_event_ids_that_used_to_share_a_job_id_are_each_delivered_once(redis: Re
     event was lost and the other delivered twice."""
     import hashlib
 
-    from connector.jobspec import job_id
+    from connector.core.jobspec import job_id
 
     unsafe = "a:b/c d"
     spelled = [

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from connector.events import DT_EVENT_TYPES
+from connector.core.events import DT_EVENT_TYPES
 from tests.support.samples import CUSTOMER, push_of
+from workers.moost.events import to_moost
 from workers.translate.mapping import MappingError, load_mapping, parse_mapping
-from workers.translate.payloads import Skipped, to_moost
+from workers.translate.pushes import Skipped
 
 MAPPING = load_mapping()
 
@@ -69,7 +70,7 @@ class TestMapping:
         assert "not in the mapping" in info.value.detail
 
     def test_unreadable_file_names_the_variable(self, tmp_path):
-        from connector.errors import ConfigError
+        from connector.core.errors import ConfigError
         from workers.translate.mapping import checked_mapping
 
         with pytest.raises(MappingError, match=r"cannot read .*missing\.toml"):

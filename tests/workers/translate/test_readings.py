@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from connector.events import DT_EVENT_TYPES
+from connector.core.events import DT_EVENT_TYPES
 from tests.support.samples import push_of
 from workers.translate import readings as readings_module
 from workers.translate.readings import VALUE_NAMES, readings_of
