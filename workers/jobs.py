@@ -34,21 +34,19 @@ import os
 import random
 import time
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 from redis import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Retry, get_current_job
 from rq.job import Job
 
-from connector.core import deadletters, keys
+from connector.core import deadletters, keys, rq_adapter
 from connector.core.events import device_of
-from connector.core.jobspec import JobSerializer, job_id
-from connector.core.redis_conn import connect_to
+from connector.core.jobspec import job_id
+from connector.core.redis_conn import connect_to, while_redis_recovers
 from connector.core.settings import Settings
 from workers.deliver.send import Outcome, retry_delay_s
 from workers.destinations import Destination, build_destinations
@@ -60,30 +58,10 @@ log = logging.getLogger("workers.forward")
 BOOKKEEPING_S = 1.0
 """Time kept back from a job's timeout for recording its outcome after the last request."""
 
-REDIS_OUTAGE_WAIT_S = 8.0
-"""How long a job's bookkeeping waits for Redis to come back (a restart, a failover) before
-giving up; the job stays recorded as started and is re-run after its execution expires."""
-
-T = TypeVar("T")
-
-
-def while_redis_recovers(call: Callable[[], T], *, for_s: float = REDIS_OUTAGE_WAIT_S) -> T:
-    """``call()``, repeated while Redis is unreachable, for up to ``for_s`` seconds.
-
-    Only for writes that are safe to repeat when a connection drops after Redis applied them
-    (a transaction that did not reach ``EXEC`` did nothing).
-    """
-    deadline = time.monotonic() + for_s
-    pause = 0.1
-    while True:
-        try:
-            return call()
-        except (RedisConnectionError, RedisTimeoutError):
-            if time.monotonic() + pause > deadline:
-                raise
-            time.sleep(pause)
-            pause = min(pause * 2, 1.0)
-
+RESULT_META = "dt_result"
+"""Where ``forward`` leaves its result text on the running job's ``meta``, in memory only, for the
+worker to count in the transaction that files the job's success (``workers.run.runner``). RQ does
+not save ``meta`` in that transaction, so the key never reaches Redis."""
 
 Verdict = Literal["delivered", "skipped", "retry", "dead-letter"]
 
@@ -293,7 +271,11 @@ def forward(destination: str, push: dict[str, Any], received_at: float, replay: 
     ``replay`` marks an operator's replay of a dead letter (MOOST takes those on its
     historical endpoint, like backfilled events).
     """
-    return current_forwarder().forward(destination, push, received_at, replay=replay, job=get_current_job())
+    job = get_current_job()
+    result = current_forwarder().forward(destination, push, received_at, replay=replay, job=job)
+    if job is not None and isinstance(result, str):
+        job.meta[RESULT_META] = result
+    return result
 
 
 def _count_delivered(
@@ -305,7 +287,8 @@ def _count_delivered(
     """
     pipe = redis.pipeline(transaction=False)
     if job is not None:  # RQ restores meta with the job, so a re-run sees the mark at no cost
-        pipe.hset(job.key, "meta", JobSerializer.dumps({**job.meta, "delivered_at": now}))
+        job.meta["delivered_at"] = now
+        rq_adapter.save_meta(job, pipe)
     pipe.hincrby(keys.DELIVERY_PREFIX + destination, "delivered", 1)
     latency = keys.LATENCY_PREFIX + destination
     pipe.hincrby(latency, keys.latency_field(latency_s), 1)

@@ -1,4 +1,4 @@
-"""Dedupe and enqueue a verified push in one atomic Redis step. The receive path's only I/O.
+"""Dedupe and enqueue a verified push in one atomic Redis step: the receive path's only I/O, and backfill's way in.
 
 One Lua script, one round trip per push:
 

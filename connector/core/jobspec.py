@@ -8,9 +8,9 @@ RQ's own ``Queue.enqueue`` costs two MULTI round trips and builds a ``Job`` obje
 call; the receiver instead writes the job hash and pushes its id inside the same Lua
 script that dedupes the event (see ``connector.core.enqueue``). To stay byte-compatible with
 RQ, the field layout is taken once, at start-up, from a template job that RQ itself
-serialises (``JobTemplate.from_rq``); per push only the id, payload and
-timestamps change. The tests run these jobs through every RQ worker mode, so a layout change
-in a new RQ release fails the tests, not production.
+serialises (``JobTemplate.from_rq``, through ``connector.core.rq_adapter.job_hash_fields``);
+per push only the id, payload and timestamps change. The tests run these jobs through every RQ
+worker mode, so a layout change in a new RQ release fails the tests, not production.
 
 Jobs reference the worker function by dotted path (``FORWARD_FUNC``) and are JSON, read
 by the workers with ``JobSerializer`` (orjson, the parser the receiver validated the body with),
@@ -27,6 +27,9 @@ from functools import lru_cache
 from typing import Any
 
 import orjson
+from rq import Retry
+
+from connector.core.rq_adapter import queued_job_fields
 
 FORWARD_FUNC = "workers.jobs.forward"
 """Dotted path of the job function: ``forward(destination, push, received_at)``."""
@@ -137,16 +140,10 @@ class JobTemplate:
     @classmethod
     def from_rq(cls, *, queue_name: str, timeout_s: int, failure_ttl_s: int = DEFAULT_FAILURE_TTL_S) -> JobTemplate:
         """Serialise a template job with RQ itself and keep the fields that never vary."""
-        from redis import Redis
-        from rq import Retry
-        from rq.job import Job, JobStatus
-
-        job = Job.create(
+        fields = queued_job_fields(
             FORWARD_FUNC,
             args=("log", {}, 0.0),
-            connection=Redis(),  # never contacted: Job.create only needs the type
             serializer=JobSerializer,
-            id="template",
             timeout=timeout_s,
             result_ttl=RESULT_TTL_S,
             failure_ttl=failure_ttl_s,
@@ -154,25 +151,10 @@ class JobTemplate:
             # A job whose worker died (SIGKILL, OOM, a lost dyno) or that crashed is retried by
             # RQ rather than parked as failed: see CRASH_RETRY_INTERVALS_S.
             retry=Retry(max=len(CRASH_RETRY_INTERVALS_S), interval=list(CRASH_RETRY_INTERVALS_S)),
+            leave_out=VARYING_FIELDS,
         )
-        job._status = JobStatus.QUEUED  # what Queue.enqueue_job sets before saving
-        job.enqueued_at = job.created_at
-        varying = {"data", "description", "created_at", "enqueued_at"}  # written per job by the script
-        pairs: list[bytes] = []
-        for key, value in job.to_dict().items():
-            if key in varying or value == "":
-                continue  # RQ reads an absent field exactly like an empty one
-            pairs.append(key.encode())
-            pairs.append(_encode(value))
-        return cls(static_fields=tuple(pairs))
+        return cls(static_fields=fields)
 
 
-def _encode(value: object) -> bytes:
-    """Encode a hash value the way redis-py does (str subclasses such as enums by value)."""
-    if isinstance(value, bytes):
-        return value
-    if isinstance(value, str):
-        return str.encode(value)
-    if isinstance(value, float):
-        return repr(value).encode()
-    return str(value).encode()
+VARYING_FIELDS = frozenset({"data", "description", "created_at", "enqueued_at"})
+"""The job hash fields the dedupe+enqueue script writes per job (the rest are the template's)."""

@@ -1,4 +1,4 @@
-"""Redis clients for the web and worker processes (I/O edge).
+"""Redis clients for the web and worker processes, and riding out a short Redis outage (I/O edge).
 
 Heroku Redis requires TLS (``rediss://``) and presents a self-signed chain, so unless
 ``REDIS_TLS_VERIFY`` is on, certificate and hostname checks are switched off explicitly
@@ -7,10 +7,14 @@ Heroku Redis requires TLS (``rediss://``) and presents a self-signed chain, so u
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
 from redis import BlockingConnectionPool, ConnectionPool, Redis
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 if TYPE_CHECKING:
@@ -81,3 +85,28 @@ def connect_to(
         max_connections=max_connections,
         client_name=client_name,
     )
+
+
+REDIS_OUTAGE_WAIT_S = 8.0
+"""How long a worker's bookkeeping waits for Redis to come back (a restart, a failover) before
+giving up; the job stays recorded as started and is re-run after its execution expires."""
+
+T = TypeVar("T")
+
+
+def while_redis_recovers(call: Callable[[], T], *, for_s: float = REDIS_OUTAGE_WAIT_S) -> T:
+    """``call()``, repeated while Redis is unreachable, for up to ``for_s`` seconds.
+
+    Only for writes that are safe to repeat when a connection drops after Redis applied them
+    (a transaction that did not reach ``EXEC`` did nothing).
+    """
+    deadline = time.monotonic() + for_s
+    pause = 0.1
+    while True:
+        try:
+            return call()
+        except (RedisConnectionError, RedisTimeoutError):
+            if time.monotonic() + pause > deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 1.0)

@@ -21,6 +21,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Self, TypeVar
 
+from rq.defaults import RQ_KEY_PREFIX
+
 from connector.core.errors import ConfigError
 
 DT_PRODUCTION_DISCOVERY_URL = (
@@ -228,6 +230,18 @@ def _redis_url(env: Mapping[str, str], v: Variable) -> str:
     return value
 
 
+def _rq_key_prefix(env: Mapping[str, str], v: Variable) -> str:
+    """The prefix RQ read when it was imported, which must be the one ``env`` names: RQ reads
+    ``RQ_KEY_PREFIX`` from the process's environment once, and the Redis keys follow it."""
+    value = _raw(env, v) or v.default
+    if value != RQ_KEY_PREFIX:
+        raise ConfigError(
+            f"{v.name} is {value!r} in this configuration but this process started with {RQ_KEY_PREFIX!r}: "
+            "set it in the environment every process starts with (a Heroku config var)"
+        )
+    return str(value)
+
+
 def _secrets(env: Mapping[str, str], v: Variable) -> tuple[str, ...]:
     raw = _raw(env, v)
     return tuple(s.strip() for s in raw.split(",")) if raw else ()
@@ -290,6 +304,12 @@ class Settings:
     redis_tls_verify: bool = setting(
         "REDIS_TLS_VERIFY", _G_REDIS, "on: verify Redis's TLS certificate (Heroku Redis's is self-signed: leave off).",
         default=False, read=flag,
+    )
+    rq_key_prefix: str = setting(
+        "RQ_KEY_PREFIX", _G_REDIS, "Start of every Redis key of this deployment: RQ's keys are `<prefix>:…`, the "
+        "connector's `<prefix>:dt:…` (`dt:…` with the default). Give deployments that share one Redis different "
+        "prefixes; the web and worker processes of one deployment must have the same (RQ reads it at start).",
+        default="rq", read=_rq_key_prefix,
     )
     signature_secrets: tuple[str, ...] = setting(
         "DT_SIGNATURE_SECRET", _G_VERIFY, "Signature secret of the DT Data Connector (X-Dt-Signature, HS256). Give "

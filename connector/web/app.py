@@ -18,8 +18,10 @@ from connector.core.logs import AccessLog
 from connector.core.logs import configure as configure_logging
 from connector.core.redis_conn import connect_to
 from connector.core.settings import Settings
+from connector.web.ops.views import bp as ops
 from connector.web.receive.signature import VerificationPolicy
 from connector.web.receive.signing_keys import JwksKeyStore
+from connector.web.receive.views import bp as receive
 
 __all__ = ["Receiver", "create_app"]
 
@@ -82,9 +84,6 @@ def create_app(
         enqueuer=enqueuer,
         access_log=access_log or AccessLog(flush_interval_s=settings.access_log_flush_ms / 1000),
     )
-
-    from connector.web.ops.views import bp as ops
-    from connector.web.receive.views import bp as receive
 
     app.register_blueprint(receive)
     app.register_blueprint(ops)

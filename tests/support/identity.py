@@ -37,10 +37,10 @@ class IdentityServer:
                 if self.path == "/data-connector/.well-known/openid-configuration":
                     doc = {
                         "issuer": server.issuer,
-                        "jwks_uri": f"{server.base}/data-connector/core/keys",
+                        "jwks_uri": f"{server.base}/data-connector/keys",
                         "id_token_signing_alg_values_supported": ["ES256"],
                     }
-                elif self.path == "/data-connector/core/keys":
+                elif self.path == "/data-connector/keys":
                     doc = {"keys": [server.jwk(kid, key) for kid, key in server.keys.items()]}
                 else:
                     self.send_error(404)

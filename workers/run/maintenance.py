@@ -1,11 +1,10 @@
 """Registry upkeep for one queue, run by every worker process's supervisor (one at a time, under a lock).
 
-* RQ's ``clean_registries``: expired finished and failed entries go; a job whose execution
-  expired (its worker died) is retried through its crash retries, or filed as failed when it
-  has none left;
-* RQ's intermediate-queue cleanup: a job id stranded between dequeue and execution for over
-  a minute (its worker died in between) is handled the same way;
-* registrations of workers that died are dropped;
+* RQ's own upkeep (``connector.core.rq_adapter.clean``): expired finished and failed entries go;
+  a job whose execution expired (its worker died) is retried through its crash retries, or
+  filed as failed when it has none left; a job id stranded between dequeue and execution for
+  over a minute (its worker died in between) is handled the same way; registrations of workers
+  that died are dropped;
 * jobs in RQ's failed registry become dead letters (``sweep_failed``), which ``dt-connector
   failed``, the status page and its Replay see: RQ's failed registry is a way station here.
 
@@ -26,10 +25,8 @@ from redis.exceptions import LockError, RedisError
 from rq import Queue, SimpleWorker
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
-from rq.registry import clean_registries
-from rq.worker_registration import clean_worker_registry
 
-from connector.core import deadletters
+from connector.core import deadletters, rq_adapter
 from connector.core.jobspec import FORWARD_FUNC, JobSerializer
 from connector.core.keys import DELIVERY_PREFIX, JOB_LEDGER, MAINTENANCE_LOCK_PREFIX
 from connector.core.redis_conn import reply_text
@@ -50,14 +47,10 @@ def run(redis: Redis, queue: Queue, worker: SimpleWorker, *, now: float) -> bool
     if not lock.acquire():
         return False
     try:
-        clean_registries(queue)
-        intermediate = queue.intermediate_queue
-        before = set(intermediate.get_job_ids())
-        intermediate.cleanup(worker, queue)
-        gone = before - set(intermediate.get_job_ids())
-        if gone:  # RQ leaves its "first seen" marks behind; a stale one would strand the job's next pass
-            redis.delete(*(intermediate.get_first_seen_key(job_id) for job_id in gone))
-        clean_worker_registry(queue)
+        reclaimed = rq_adapter.clean(queue, worker)
+        if reclaimed:
+            log.warning("%d job(s) abandoned after their retry was half-written (%s); retried", len(reclaimed),
+                        ", ".join(reclaimed[:5]))  # fmt: skip
         sweep_failed(redis, queue, now=now)
     finally:
         with contextlib.suppress(LockError, RedisError):

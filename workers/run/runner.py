@@ -5,11 +5,13 @@ A forward waits on its downstream (50 ms and more) for a few ms of CPU, so jobs 
 thread, not a Redis connection and 15 MB. Three kinds of thread share a small Redis pool:
 
 * the **dispatcher** (the main thread) waits for a free job thread, then takes one job id off
-  the queue with RQ's own dequeue (``Queue.lmove``: ``BLMOVE`` into RQ's intermediate queue),
-  on a connection of its own, blocking at most ``DEQUEUE_WAIT_S``, and hands it over;
+  the queue with RQ's own dequeue (``BLMOVE`` into RQ's intermediate queue), on a connection of
+  its own, blocking at most ``DEQUEUE_WAIT_S``, and hands it over;
 * **job threads** run each job through RQ's ``SimpleWorker.perform_job`` (execution record,
   started registry, the job, then RQ's success, ``Retry`` or failure handling), so job hashes,
-  registries and retries stay exactly RQ's (``JobThreadWorker`` says what differs);
+  registries and retries stay exactly RQ's. Where RQ has no public seam for what the runner
+  needs, it goes through ``connector.core.rq_adapter`` (``JobThreadWorker`` says what differs);
+  the job ledger counts each job's outcome in the transaction that files its success (``settle``);
 * the **supervisor** ticks every second whatever the traffic: it drives RQ's scheduler (takes
   its lock when free, refreshes it, queues the retries that are due), heartbeats the worker,
   and every ``MAINTENANCE_INTERVAL_S`` runs ``workers.run.maintenance``. A Redis error is logged
@@ -34,20 +36,17 @@ from typing import Any
 from uuid import uuid4
 
 from redis import Redis
+from redis.client import Pipeline
 from redis.exceptions import RedisError
-from rq import Queue, Retry, SimpleWorker
-from rq.exceptions import DequeueTimeout, NoSuchJobError
-from rq.executions import Execution
-from rq.intermediate_queue import IntermediateQueue
+from rq import Queue
+from rq.exceptions import NoSuchJobError
 from rq.job import Job
-from rq.registry import StartedJobRegistry
-from rq.scheduler import RQScheduler
-from rq.timeouts import BaseDeathPenalty
 from rq.worker import WorkerStatus
 
 from connector.core.jobspec import JobSerializer
 from connector.core.keys import JOB_LEDGER
-from workers.jobs import Forwarder, while_redis_recovers
+from connector.core.rq_adapter import JobThreadWorker, SharedScheduler, dequeue_job_id
+from workers.jobs import RESULT_META, Forwarder
 from workers.run import maintenance
 
 log = logging.getLogger("workers")
@@ -91,91 +90,9 @@ _EXIT_AFTER_GRACE_S = 1.0
 dyno's supervisor SIGKILLs what is left 3 s past the grace)."""
 
 
-class _NoDeathPenalty(BaseDeathPenalty):
-    """No SIGALRM timer: only the main thread receives signals, and injecting an exception into a
-    thread mid-request could corrupt a pooled connection. Jobs keep to their deadline instead
-    (``Forwarder``: every request is cut to fit the job's timeout)."""
-
-    def setup_death_penalty(self) -> None:
-        pass
-
-    def cancel_death_penalty(self) -> None:
-        pass
-
-
-class JobThreadWorker(SimpleWorker):
-    """RQ's in-process worker, one per job thread, all sharing the process's worker name.
-
-    Differences from ``SimpleWorker``, each for a reason:
-
-    * ``prepare_execution`` also takes the job off RQ's intermediate queue (and drops RQ's
-      stranded-job mark), in the same transaction that records its execution, so a job is never
-      counted in both places;
-    * the job ledger (``connector.core.keys.JOB_LEDGER``) counts the job's outcome inside the
-      transaction in which RQ files the success, once per job (``SETTLE_LUA``);
-    * RQ's success and retry handling wait out a short Redis outage (``while_redis_recovers``)
-      rather than leave the job to be re-run;
-    * no SIGALRM death penalty (``_NoDeathPenalty``);
-    * the execution expires ``EXECUTION_MARGIN_S`` after the job's timeout;
-    * the shared pool's socket timeout is left alone (RQ would raise it to its 7-minute
-      dequeue wait, which only the dispatcher's own connection needs).
-    """
-
-    death_penalty_class = _NoDeathPenalty
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._settling: tuple[str, str] | None = None  # (job key, ledger field) while RQ files a success
-
-    def _set_connection(self, connection: Redis) -> Redis:
-        return connection
-
-    def get_heartbeat_ttl(self, job: Job) -> int:
-        timeout = job.timeout if job.timeout and job.timeout > 0 else Queue.DEFAULT_TIMEOUT
-        return int(timeout) + EXECUTION_MARGIN_S
-
-    def prepare_execution(self, job: Job) -> Execution:
-        intermediate = IntermediateQueue(Queue.redis_queue_namespace_prefix + job.origin, self.connection)
-        with self.connection.pipeline() as pipeline:
-            ttl = self.get_heartbeat_ttl(job)
-            self.execution = Execution.create(job, ttl, pipeline=pipeline, worker_name=self.name)
-            pipeline.lrem(intermediate.key, 1, job.id)
-            # RQ's cleanup marks a job it sees in the intermediate queue and never unmarks it: a
-            # stale mark would have a later, healthy pass through the queue taken for a stranding.
-            pipeline.delete(intermediate.get_first_seen_key(job.id))
-            pipeline.execute()
-        return self.execution
-
-    def handle_job_success(self, job: Job, queue: Queue, started_job_registry: StartedJobRegistry) -> None:
-        # What the job returned (RQ keeps it on the job before filing the success).
-        self._settling = (job.key, ledger_field(getattr(job, "_result", None)))
-        execution = self.execution
-
-        def attempt() -> None:
-            self.execution = execution  # RQ clears it while building the transaction
-            super(JobThreadWorker, self).handle_job_success(job, queue, started_job_registry)
-
-        try:
-            while_redis_recovers(attempt)
-        finally:
-            self._settling = None
-
-    def handle_job_retry(
-        self, job: Job, queue: Queue, retry: Retry, started_job_registry: StartedJobRegistry, execution: Execution
-    ) -> None:
-        retries = job.number_of_retries
-
-        def attempt() -> None:
-            job.number_of_retries = retries  # RQ counts the retry while building the transaction
-            super(JobThreadWorker, self).handle_job_retry(job, queue, retry, started_job_registry, execution)
-
-        while_redis_recovers(attempt)
-
-    def increment_successful_job_count(self, pipeline: Any = None) -> None:
-        super().increment_successful_job_count(pipeline=pipeline)
-        if pipeline is not None and self._settling is not None:  # inside RQ's success transaction
-            job_key, field = self._settling
-            pipeline.eval(SETTLE_LUA, 2, job_key, JOB_LEDGER, field)
+def settle(pipeline: Pipeline, job: Job) -> None:
+    """Count ``job``'s outcome in the job ledger, as part of RQ's transaction filing its success."""
+    pipeline.eval(SETTLE_LUA, 2, job.key, JOB_LEDGER, ledger_field(job.meta.get(RESULT_META)))
 
 
 def ledger_field(result: object) -> str:
@@ -188,19 +105,6 @@ def ledger_field(result: object) -> str:
     if text.startswith("dead-letter:"):
         return "dead_lettered"
     return "finished"
-
-
-class _Scheduler(RQScheduler):
-    """RQ's scheduler, run by the supervisor thread on the process's shared pool (RQ's own
-    would fork a process with a pool of its own, and die for good on a Redis error)."""
-
-    def __init__(self, queue_name: str, *, connection: Redis) -> None:
-        super().__init__([queue_name], connection=connection, serializer=JobSerializer, logging_level="WARNING")
-        self._shared = connection
-
-    @property
-    def connection(self) -> Redis:
-        return self._shared
 
 
 class Runner:
@@ -224,7 +128,7 @@ class Runner:
         self.name = uuid4().hex
         self.worker = self._job_worker()  # the registered identity; also used for RQ's cleanups
         self.worker.hostname, self.worker.pid = socket.gethostname(), os.getpid()
-        self.scheduler = _Scheduler(queue_name, connection=redis)
+        self.scheduler = SharedScheduler(queue_name, connection=redis, serializer=JobSerializer)
         self.dequeue_redis = dequeue_redis
         self._free = threading.Semaphore(threads)
         self._work_items: queues.SimpleQueue[str | None] = queues.SimpleQueue()
@@ -316,14 +220,7 @@ class Runner:
 
     def _next_job_id(self) -> str | None:
         """The next job id, moved to RQ's intermediate queue; None when the queue stayed empty."""
-        try:
-            found = Queue.lmove(self.dequeue_redis, self.queue.key, None if self.burst else DEQUEUE_WAIT_S)
-        except DequeueTimeout:
-            return None
-        if found is None:
-            return None
-        raw = found[1]
-        return raw.decode() if isinstance(raw, bytes) else str(raw)
+        return dequeue_job_id(self.dequeue_redis, self.queue.key, None if self.burst else DEQUEUE_WAIT_S)
 
     # ---- job threads -------------------------------------------------------------------------
 
@@ -335,6 +232,8 @@ class Runner:
             serializer=JobSerializer,
             worker_ttl=WORKER_TTL_S,
             prepare_for_work=False,
+            execution_margin_s=EXECUTION_MARGIN_S,
+            on_success=settle,
         )
 
     def _job_thread(self) -> None:
@@ -360,8 +259,7 @@ class Runner:
                         self.name, job_id, type(exc).__name__)  # fmt: skip
             return
         try:
-            worker.prepare_execution(job)
-            worker.perform_job(job, self.queue)
+            worker.perform(job, self.queue)
         except RedisError as exc:
             log.warning("worker %s: Redis failed around job %s (%s); maintenance will retry it",
                         self.name, job_id, type(exc).__name__)  # fmt: skip
@@ -412,14 +310,8 @@ class Runner:
 
     def _tick(self) -> None:
         """RQ's scheduler, one step: hold (or take over) the lock, queue the retries that are due."""
-        scheduler = self.scheduler
-        if scheduler.acquired_locks:
-            scheduler.heartbeat()  # refreshes the lock; forgets it if another process took it over
-        if not scheduler.acquired_locks and scheduler.acquire_locks():
-            scheduler.register_birth()
+        if self.scheduler.step():
             log.info("worker %s: running the scheduler for %s", self.name, self.queue.name)
-        if scheduler.acquired_locks:
-            scheduler.enqueue_scheduled_jobs()
 
     def _redis_failed(self, exc: RedisError) -> None:
         if self._redis_down_since is None:
@@ -459,9 +351,7 @@ class Runner:
     def _release(self) -> None:
         """Hand the scheduler lock over and deregister (best effort: both expire anyway)."""
         try:
-            if self.scheduler.acquired_locks:
-                self.scheduler.release_locks()
-                self.scheduler.register_death()
+            self.scheduler.release()
             self.worker.register_death()
         except RedisError as exc:
             log.warning("worker %s: could not deregister (%s); the registration expires", self.name,

@@ -79,6 +79,7 @@ def test_insecure_opt_out_is_explicit_and_says_so():
         ({"CONNECTOR_QUEUE": "a:b"}, "CONNECTOR_QUEUE"),
         ({"CONNECTOR_DESTINATIONS": "log,pigeon"}, "CONNECTOR_DESTINATIONS"),
         ({"ACCESS_LOG_FLUSH_MS": "-5"}, "ACCESS_LOG_FLUSH_MS"),
+        ({"RQ_KEY_PREFIX": "not-what-rq-read"}, "RQ_KEY_PREFIX"),  # RQ reads it from the process's environment
     ],
 )
 def test_errors_name_the_variable(env, variable):

@@ -174,6 +174,7 @@ def test_worker_pool_finishes_the_job_in_flight_on_sigterm(redis: Redis, redis_s
     from tests.support.standins import Reply, StandIn
 
     standin = StandIn()
+    worker: subprocess.Popen[bytes] | None = None
     try:
         standin.script("/auth/token/v1", Reply(200, {"access_token": "t", "expires_in": 3600}))
         standin.script("/events/v1", Reply(201, delay_s=2.0))
@@ -197,6 +198,7 @@ def test_worker_pool_finishes_the_job_in_flight_on_sigterm(redis: Redis, redis_s
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=True,  # its processes in a group of their own, killed together below
         )
         deadline = time.monotonic() + 20
         while not [s for s in standin.requests if s.path == "/events/v1"]:
@@ -211,26 +213,40 @@ def test_worker_pool_finishes_the_job_in_flight_on_sigterm(redis: Redis, redis_s
         assert redis.keys("dt:dead:*") == []
         assert len([s for s in standin.requests if s.path == "/events/v1"]) == 1
     finally:
+        if worker is not None and worker.poll() is None:  # a failed assertion left it running
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait()
         standin.close()
 
 
 def test_a_job_abandoned_by_a_killed_worker_is_retried_not_failed(redis: Redis, redis_server, worker_env):
-    """What a SIGKILLed worker leaves behind (its job in the started registry, never finished)
-    is put back by the next cleanup: RQ retries jobs that have retries left."""
-    import time
+    """What a SIGKILLed worker leaves behind (its job taken off the queue, its execution recorded,
+    never finished) is put back by the next cleanup: RQ retries jobs that have retries left.
 
+    The worker is killed in the narrowest window there is: right after the transaction that takes
+    the job off RQ's intermediate queue. RQ 3's cleanup recovers only jobs marked started, so that
+    transaction must mark it (``connector.core.rq_adapter.JobThreadWorker.prepare_execution``)."""
     from rq import Queue
+    from rq.job import Job
     from rq.registry import ScheduledJobRegistry, StartedJobRegistry
-    from rq.serializers import JSONSerializer
+
+    from connector.core.jobspec import JobSerializer
+    from connector.core.rq_adapter import JobThreadWorker, dequeue_job_id
 
     settings = make_settings(redis_server.url)
     client = create_app(settings, configure_logs=False).test_client()
     assert push(client, dt_body(event_id="orphan")).status_code == 200
-    queue = Queue("dt-forward", connection=redis, serializer=JSONSerializer)
-    job = queue.dequeue_any([queue], None, connection=redis, serializer=JSONSerializer)[0]  # type: ignore[index]
-    assert job.id == "log-orphan" and job.retries_left == 3
+    queue = Queue("dt-forward", connection=redis, serializer=JobSerializer)
+    job_id = dequeue_job_id(redis, queue.key, None)  # the dispatcher
+    assert job_id == "log-orphan"
+    job = Job.fetch(job_id, connection=redis, serializer=JobSerializer)
+    assert job.retries_left == 3
+    worker = JobThreadWorker([queue], connection=redis, serializer=JobSerializer, prepare_for_work=False,
+                             execution_margin_s=30)  # fmt: skip
+    execution = worker.prepare_execution(job)  # the job thread; then SIGKILL: the job never runs
+    assert redis.llen(queue.intermediate_queue_key) == 0 and redis.llen(queue.key) == 0
     started = StartedJobRegistry(queue=queue)
-    redis.zadd(started.key, {f"{job.id}:killed-worker-execution": time.time() - 1})  # its expiry has passed
+    redis.zadd(started.key, {execution.composite_key: time.time() - 1})  # its expiry has passed
     started.cleanup()
     assert redis.zcard("rq:failed:dt-forward") == 0
     assert job.id in ScheduledJobRegistry(queue=queue).get_job_ids()  # back in 10 s

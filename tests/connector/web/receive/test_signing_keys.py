@@ -53,7 +53,7 @@ def test_keys_are_cached(es_client, identity: IdentityServer):
     for n in range(5):
         body = dt_body(event_id=f"cache{n}")
         assert es_push(es_client, body, identity.sign(body, "key-1")).status_code == 200
-    assert identity.requests.count("/data-connector/core/keys") == 1
+    assert identity.requests.count("/data-connector/keys") == 1
 
 
 def test_rotated_key_fetched_once_on_unknown_kid(identity: IdentityServer):
@@ -63,10 +63,10 @@ def test_rotated_key_fetched_once_on_unknown_kid(identity: IdentityServer):
     identity.add_key("key-2")
     clock[0] += 31
     assert store("key-2") is not None  # unknown kid → one refresh finds it
-    fetches = identity.requests.count("/data-connector/core/keys")
+    fetches = identity.requests.count("/data-connector/keys")
     assert store("forged-kid") is None  # refresh throttled: no fetch within min_refresh_s
     assert store("forged-kid-2") is None
-    assert identity.requests.count("/data-connector/core/keys") == fetches
+    assert identity.requests.count("/data-connector/keys") == fetches
 
 
 def test_identity_service_down_is_503_not_401(es_client, identity: IdentityServer, redis: Redis):
