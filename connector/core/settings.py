@@ -21,8 +21,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Self, TypeVar
 
-from rq.defaults import RQ_KEY_PREFIX
-
 from connector.core.errors import ConfigError
 
 DT_PRODUCTION_DISCOVERY_URL = (
@@ -133,8 +131,8 @@ def read_fields(cls: type[S], env: Mapping[str, str]) -> S:
 
 
 def env_text(env: Mapping[str, str], key: str) -> str:
-    """``key``'s value, stripped, or its declared default written out. Every reader goes through
-    here, so reading a variable that is not declared fails at once (KeyError) in any test."""
+    """``key``'s value, stripped, or its declared default written out: for code that looks at one
+    variable without reading its settings class. A name that is not declared fails at once (KeyError)."""
     raw = env.get(key, "").strip()
     return raw or VARIABLE[key].default_text
 
@@ -233,6 +231,11 @@ def _redis_url(env: Mapping[str, str], v: Variable) -> str:
 def _rq_key_prefix(env: Mapping[str, str], v: Variable) -> str:
     """The prefix RQ read when it was imported, which must be the one ``env`` names: RQ reads
     ``RQ_KEY_PREFIX`` from the process's environment once, and the Redis keys follow it."""
+    # Imported here, not at the top: gunicorn's master imports this module (through its config)
+    # before its workers patch the standard library for gevent, and RQ imports redis, which must
+    # first be imported after that patching (tests/connector/web/test_gunicorn_config.py).
+    from rq.defaults import RQ_KEY_PREFIX
+
     value = _raw(env, v) or v.default
     if value != RQ_KEY_PREFIX:
         raise ConfigError(
