@@ -168,31 +168,25 @@ def flag(env: Mapping[str, str], v: Variable) -> bool:
 
 
 def integer(env: Mapping[str, str], v: Variable) -> int:
-    raw = _raw(env, v)
-    if not raw:
-        return int(v.default)
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{v.name} must be an integer (got {raw!r})") from None
-    return _bounded(v, value)
+    return _numeric(env, v, int, "an integer")
 
 
 def number(env: Mapping[str, str], v: Variable) -> float:
-    raw = _raw(env, v)
-    if not raw:
-        return float(v.default)
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{v.name} must be a number (got {raw!r})") from None
-    return _bounded(v, value)
+    return _numeric(env, v, float, "a number")
 
 
 N = TypeVar("N", int, float)
 
 
-def _bounded(v: Variable, value: N) -> N:
+def _numeric(env: Mapping[str, str], v: Variable, parse: Callable[[str], N], kind: str) -> N:
+    """``parse`` of the variable's value (its default when unset), within its bounds."""
+    raw = _raw(env, v)
+    if not raw:
+        return parse(v.default)
+    try:
+        value = parse(raw)
+    except ValueError:
+        raise ConfigError(f"{v.name} must be {kind} (got {raw!r})") from None
     if v.bounds is not None and not v.bounds[0] <= value <= v.bounds[1]:
         raise ConfigError(f"{v.name} must be between {v.bounds[0]} and {v.bounds[1]} (got {value})")
     return value
